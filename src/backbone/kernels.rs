@@ -1,0 +1,543 @@
+//! The compute kernels of the backbone, in NHWC layout (a pixel's channels are contiguous):
+//! a 1x1-convolution GEMM over pre-packed weights with bias, ReLU6 and the residual add fused
+//! into its epilogue, and a 3x3 depthwise convolution with bias and ReLU6 fused.
+//!
+//! General GEMM crates pack both operands on every call; here the weights are packed once at
+//! load time and the activations are read in place, which is what small-K 1x1 convolutions need.
+//! Each kernel has an AVX-512 body (chosen at run time) and a portable body that the compiler
+//! vectorises for whatever the machine offers.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Rows of A (pixels) one GEMM tile computes.
+pub const TILE_ROWS: usize = 12;
+/// Output channels per SIMD vector; weights are packed in panels of this width.
+const LANES: usize = 16;
+
+/// Which instruction set the kernels run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        Isa::Portable
+    }
+}
+
+/// Optional fused steps after a convolution's sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu6,
+}
+
+/// A 1x1 convolution (`[n, k]` torch weight, BN folded in) packed for the GEMM tiles: groups of
+/// two 16-wide panels, each group `[k][32]` contiguous (the last group may be 16 wide), with
+/// columns past `n` zero so the tiles never branch on width.
+#[derive(Debug, Clone)]
+pub struct PackedPointwise {
+    pub k: usize,
+    pub n: usize,
+    packed: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedPointwise {
+    /// Packs `weight` given as `[n][k]` (torch's `[out, in, 1, 1]`) and `bias` of length `n`.
+    pub fn new(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(weight.len(), n * k, "weight is not [n, k]");
+        assert_eq!(bias.len(), n, "bias is not [n]");
+        let panels = n.div_ceil(LANES);
+        let mut packed = vec![0.0; panels * LANES * k];
+        for group in groups(n) {
+            let width = group.panels * LANES;
+            let base = group.first_panel * LANES * k;
+            for kk in 0..k {
+                for j in 0..width {
+                    let col = group.first_panel * LANES + j;
+                    if col < n {
+                        packed[base + kk * width + j] = weight[col * k + kk];
+                    }
+                }
+            }
+        }
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(panels * LANES, 0.0);
+        PackedPointwise {
+            k,
+            n,
+            packed,
+            bias: padded_bias,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PanelGroup {
+    first_panel: usize,
+    panels: usize,
+}
+
+fn groups(n: usize) -> impl Iterator<Item = PanelGroup> {
+    let panels = n.div_ceil(LANES);
+    (0..panels).step_by(2).map(move |first_panel| PanelGroup {
+        first_panel,
+        panels: (panels - first_panel).min(2),
+    })
+}
+
+/// `out[p][c] = act(sum_k input[p][k] * w[c][k] + bias[c]) + residual[p][c]` for `rows` pixels.
+/// `input` is `[rows, k]`, `out` and `residual` are `[rows, n]`.
+pub fn pointwise(
+    isa: Isa,
+    input: &[f32],
+    layer: &PackedPointwise,
+    act: Activation,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (k, n) = (layer.k, layer.n);
+    let rows = input.len() / k;
+    assert_eq!(input.len(), rows * k);
+    assert_eq!(out.len(), rows * n);
+    if let Some(res) = residual {
+        assert_eq!(res.len(), rows * n);
+    }
+    let mut tail = Vec::new();
+    for row0 in (0..rows).step_by(TILE_ROWS) {
+        let valid = (rows - row0).min(TILE_ROWS);
+        // A partial last tile reads from a zero-padded copy so the tile can always load 12 rows.
+        let a: &[f32] = if valid == TILE_ROWS {
+            &input[row0 * k..]
+        } else {
+            tail.clear();
+            tail.extend_from_slice(&input[row0 * k..(row0 + valid) * k]);
+            tail.resize(TILE_ROWS * k, 0.0);
+            &tail
+        };
+        let res = residual.map(|r| &r[row0 * n..(row0 + valid) * n]);
+        let out_rows = &mut out[row0 * n..(row0 + valid) * n];
+        for group in groups(n) {
+            let tile = Tile {
+                a,
+                k,
+                b: &layer.packed[group.first_panel * LANES * k..],
+                bias: &layer.bias[group.first_panel * LANES..],
+                col0: group.first_panel * LANES,
+                cols: (n - group.first_panel * LANES).min(group.panels * LANES),
+                n,
+                rows: valid,
+                act,
+                residual: res,
+            };
+            match (isa, group.panels) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Isa::Avx512 is only chosen when the CPU reports avx512f; the slices
+                // hold the 12 rows, the packed group and the bias the tile reads.
+                (Isa::Avx512, 2) => unsafe { tile_avx512::<2>(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _) => unsafe { tile_avx512::<1>(&tile, out_rows) },
+                (_, 2) => tile_portable::<2>(&tile, out_rows),
+                _ => tile_portable::<1>(&tile, out_rows),
+            }
+        }
+    }
+}
+
+/// What one GEMM tile reads: 12 rows of A, a packed weight group, and how to finish.
+struct Tile<'a> {
+    a: &'a [f32],
+    k: usize,
+    b: &'a [f32],
+    bias: &'a [f32],
+    /// First output channel of this group, and how many of its channels are real.
+    col0: usize,
+    cols: usize,
+    n: usize,
+    rows: usize,
+    act: Activation,
+    residual: Option<&'a [f32]>,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const NV: usize>(t: &Tile, out: &mut [f32]) {
+    let width = NV * LANES;
+    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * width && t.bias.len() >= width);
+    let a = t.a.as_ptr();
+    let b = t.b.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); NV]; TILE_ROWS];
+    for kk in 0..t.k {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(b.add(kk * width + j * LANES));
+        }
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*a.add(r * t.k + kk));
+            for j in 0..NV {
+                acc_row[j] = _mm512_fmadd_ps(av, bv[j], acc_row[j]);
+            }
+        }
+    }
+    let zero = _mm512_setzero_ps();
+    let six = _mm512_set1_ps(6.0);
+    for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
+        for (j, &sum) in acc_row.iter().enumerate() {
+            let c = j * LANES;
+            if c >= t.cols {
+                break;
+            }
+            let mask: __mmask16 = if t.cols - c >= LANES {
+                0xffff
+            } else {
+                (1u16 << (t.cols - c)) - 1
+            };
+            let mut v = _mm512_add_ps(sum, _mm512_loadu_ps(t.bias.as_ptr().add(c)));
+            if t.act == Activation::Relu6 {
+                v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
+            }
+            let at = r * t.n + t.col0 + c;
+            if let Some(res) = t.residual {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)));
+            }
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, v);
+        }
+    }
+}
+
+fn tile_portable<const NV: usize>(t: &Tile, out: &mut [f32]) {
+    let width = NV * LANES;
+    let mut acc = [[[0.0f32; LANES]; NV]; TILE_ROWS];
+    for kk in 0..t.k {
+        let bk = &t.b[kk * width..(kk + 1) * width];
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let av = t.a[r * t.k + kk];
+            for (j, acc_vec) in acc_row.iter_mut().enumerate() {
+                for (l, x) in acc_vec.iter_mut().enumerate() {
+                    *x += av * bk[j * LANES + l];
+                }
+            }
+        }
+    }
+    for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
+        for c in 0..t.cols {
+            let mut v = acc_row[c / LANES][c % LANES] + t.bias[c];
+            if t.act == Activation::Relu6 {
+                v = v.clamp(0.0, 6.0);
+            }
+            let at = r * t.n + t.col0 + c;
+            if let Some(res) = t.residual {
+                v += res[at];
+            }
+            out[at] = v;
+        }
+    }
+}
+
+/// A 3x3 depthwise convolution (padding 1), BN folded in: weights as `[9][c]` (tap-major, so a
+/// tap's channels are contiguous like the activations), bias `[c]`.
+#[derive(Debug, Clone)]
+pub struct PackedDepthwise {
+    pub channels: usize,
+    pub stride: usize,
+    taps: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedDepthwise {
+    /// `weight` as torch's `[c, 1, 3, 3]`.
+    pub fn new(weight: &[f32], bias: &[f32], channels: usize, stride: usize) -> Self {
+        assert_eq!(weight.len(), channels * 9, "weight is not [c, 1, 3, 3]");
+        assert_eq!(bias.len(), channels, "bias is not [c]");
+        let mut taps = vec![0.0; 9 * channels];
+        for c in 0..channels {
+            for tap in 0..9 {
+                taps[tap * channels + c] = weight[c * 9 + tap];
+            }
+        }
+        PackedDepthwise {
+            channels,
+            stride,
+            taps,
+            bias: bias.to_vec(),
+        }
+    }
+
+    pub fn output_size(&self, size: usize) -> usize {
+        (size - 1) / self.stride + 1
+    }
+}
+
+/// Spatial shape of an NHWC activation (one image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Computes output rows `out_rows` of a depthwise conv with ReLU6; `out` holds exactly those rows.
+pub fn depthwise_rows(
+    isa: Isa,
+    input: &[f32],
+    in_shape: Shape,
+    layer: &PackedDepthwise,
+    out_rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let c = layer.channels;
+    let out_width = layer.output_size(in_shape.width);
+    assert_eq!(input.len(), in_shape.height * in_shape.width * c);
+    assert_eq!(out.len(), out_rows.len() * out_width * c);
+    for (i, oy) in out_rows.enumerate() {
+        let row_out = &mut out[i * out_width * c..(i + 1) * out_width * c];
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen only when the CPU reports avx512f; bounds are checked inside.
+            Isa::Avx512 => unsafe { depthwise_row_avx512(input, in_shape, layer, oy, row_out) },
+            _ => depthwise_row_portable(input, in_shape, layer, oy, row_out),
+        }
+    }
+}
+
+/// The input rows and columns a 3x3 window at output `o` touches, clipped to the image.
+#[inline(always)]
+fn taps_in_bounds(o: usize, stride: usize, size: usize) -> (usize, usize) {
+    let centre = o * stride;
+    let first = if centre == 0 { 1 } else { 0 };
+    let last = if centre + 1 >= size { 1 } else { 2 };
+    (first, last)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn depthwise_row_avx512(
+    input: &[f32],
+    in_shape: Shape,
+    layer: &PackedDepthwise,
+    oy: usize,
+    out: &mut [f32],
+) {
+    let c = layer.channels;
+    let s = layer.stride;
+    let out_width = out.len() / c;
+    let (ky0, ky1) = taps_in_bounds(oy, s, in_shape.height);
+    let zero = _mm512_setzero_ps();
+    let six = _mm512_set1_ps(6.0);
+    let inp = input.as_ptr();
+    for c0 in (0..c).step_by(LANES) {
+        let mask: __mmask16 = if c - c0 >= LANES {
+            0xffff
+        } else {
+            (1u16 << (c - c0)) - 1
+        };
+        let mut w = [zero; 9];
+        for (tap, wv) in w.iter_mut().enumerate() {
+            *wv = _mm512_maskz_loadu_ps(mask, layer.taps.as_ptr().add(tap * c + c0));
+        }
+        let bias = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(c0));
+        for ox in 0..out_width {
+            let (kx0, kx1) = taps_in_bounds(ox, s, in_shape.width);
+            let mut acc = bias;
+            for ky in ky0..=ky1 {
+                let iy = oy * s + ky - 1;
+                for kx in kx0..=kx1 {
+                    let ix = ox * s + kx - 1;
+                    let x =
+                        _mm512_maskz_loadu_ps(mask, inp.add((iy * in_shape.width + ix) * c + c0));
+                    acc = _mm512_fmadd_ps(x, w[ky * 3 + kx], acc);
+                }
+            }
+            let v = _mm512_min_ps(_mm512_max_ps(acc, zero), six);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(ox * c + c0), mask, v);
+        }
+    }
+}
+
+fn depthwise_row_portable(
+    input: &[f32],
+    in_shape: Shape,
+    layer: &PackedDepthwise,
+    oy: usize,
+    out: &mut [f32],
+) {
+    let c = layer.channels;
+    let s = layer.stride;
+    let out_width = out.len() / c;
+    let (ky0, ky1) = taps_in_bounds(oy, s, in_shape.height);
+    for ox in 0..out_width {
+        let (kx0, kx1) = taps_in_bounds(ox, s, in_shape.width);
+        let acc = &mut out[ox * c..(ox + 1) * c];
+        acc.copy_from_slice(&layer.bias);
+        for ky in ky0..=ky1 {
+            let iy = oy * s + ky - 1;
+            for kx in kx0..=kx1 {
+                let ix = ox * s + kx - 1;
+                let x = &input[(iy * in_shape.width + ix) * c..][..c];
+                let w = &layer.taps[(ky * 3 + kx) * c..][..c];
+                for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
+                    *a += xv * wv;
+                }
+            }
+        }
+        for a in acc.iter_mut() {
+            *a = a.clamp(0.0, 6.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn pointwise_reference(
+        input: &[f32],
+        w: &[f32],
+        b: &[f32],
+        n: usize,
+        k: usize,
+        act: Activation,
+        res: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let rows = input.len() / k;
+        let mut out = vec![0.0; rows * n];
+        for p in 0..rows {
+            for c in 0..n {
+                let mut v = b[c]
+                    + (0..k)
+                        .map(|kk| input[p * k + kk] * w[c * k + kk])
+                        .sum::<f32>();
+                if act == Activation::Relu6 {
+                    v = v.clamp(0.0, 6.0);
+                }
+                out[p * n + c] = v + res.map_or(0.0, |r| r[p * n + c]);
+            }
+        }
+        out
+    }
+
+    fn depthwise_reference(
+        input: &[f32],
+        shape: Shape,
+        w: &[f32],
+        b: &[f32],
+        c: usize,
+        stride: usize,
+    ) -> Vec<f32> {
+        let oh = (shape.height - 1) / stride + 1;
+        let ow = (shape.width - 1) / stride + 1;
+        let mut out = vec![0.0; oh * ow * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut v = b[ch];
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let iy = (oy * stride + ky) as isize - 1;
+                            let ix = (ox * stride + kx) as isize - 1;
+                            if iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < shape.height
+                                && (ix as usize) < shape.width
+                            {
+                                v += input[((iy as usize) * shape.width + ix as usize) * c + ch]
+                                    * w[ch * 9 + ky * 3 + kx];
+                            }
+                        }
+                    }
+                    out[(oy * ow + ox) * c + ch] = v.clamp(0.0, 6.0);
+                }
+            }
+        }
+        out
+    }
+
+    fn isas() -> Vec<Isa> {
+        let mut all = vec![Isa::Portable];
+        if Isa::detect() != Isa::Portable {
+            all.push(Isa::detect());
+        }
+        all
+    }
+
+    fn assert_close(actual: &[f32], expected: &[f32]) {
+        assert_eq!(actual.len(), expected.len());
+        for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "index {i}: {a} vs {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn pointwise_matches_reference_for_ragged_shapes() {
+        // Row counts that leave partial tiles, and widths that leave partial panels and groups.
+        for &(rows, k, n) in &[
+            (25, 7, 24),
+            (12, 32, 16),
+            (13, 27, 32),
+            (49, 20, 56),
+            (3, 5, 1),
+        ] {
+            let input = pseudo_random(rows * k, 1);
+            let w = pseudo_random(n * k, 2);
+            let b = pseudo_random(n, 3);
+            let res = pseudo_random(rows * n, 4);
+            let packed = PackedPointwise::new(&w, &b, n, k);
+            for isa in isas() {
+                for (act, residual) in [
+                    (Activation::Relu6, None),
+                    (Activation::None, Some(res.as_slice())),
+                ] {
+                    let mut out = vec![f32::NAN; rows * n];
+                    pointwise(isa, &input, &packed, act, residual, &mut out);
+                    let expected = pointwise_reference(&input, &w, &b, n, k, act, residual);
+                    assert_close(&out, &expected);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_reference_for_both_strides_and_ragged_channels() {
+        for &(h, w, c, stride) in &[(7, 5, 16, 1), (8, 9, 24, 2), (1, 1, 32, 1), (5, 4, 3, 2)] {
+            let shape = Shape {
+                height: h,
+                width: w,
+            };
+            let input = pseudo_random(h * w * c, 5);
+            let weight = pseudo_random(c * 9, 6);
+            let bias = pseudo_random(c, 7);
+            let layer = PackedDepthwise::new(&weight, &bias, c, stride);
+            let oh = layer.output_size(h);
+            let ow = layer.output_size(w);
+            let expected = depthwise_reference(&input, shape, &weight, &bias, c, stride);
+            for isa in isas() {
+                let mut out = vec![f32::NAN; oh * ow * c];
+                depthwise_rows(isa, &input, shape, &layer, 0..oh, &mut out);
+                assert_close(&out, &expected);
+            }
+        }
+    }
+}

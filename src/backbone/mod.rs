@@ -1,0 +1,76 @@
+//! The frozen feature extractor: torchvision's ImageNet MobileNetV2, read from its `.pth` file
+//! and run in Rust. [`Backbone`] is what the rest of facelab uses; the submodules hold the
+//! weights fetch ([`weights`]), the torch file reader ([`pth`] over [`pickle`]), the network
+//! ([`network`]) and its kernels ([`kernels`]).
+
+pub mod kernels;
+pub mod network;
+pub mod pickle;
+pub mod pth;
+pub mod weights;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::image_prep::{PreparedImage, INPUT_SIZE};
+pub use kernels::Isa;
+use kernels::Shape;
+use network::MobileNetV2;
+pub use network::{CLASSES, FEATURE_DIM};
+
+/// A loaded MobileNetV2 and the identity of the weights it came from.
+pub struct Backbone {
+    net: MobileNetV2,
+    weights_sha256: String,
+}
+
+impl Backbone {
+    /// Loads verified weights from `path` (see [`weights::obtain`]).
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_isa(path, Isa::detect())
+    }
+
+    /// Loads with a chosen instruction set (tests compare the portable and SIMD paths).
+    pub fn load_with_isa(path: &Path, isa: Isa) -> Result<Self> {
+        let weights_sha256 = weights::sha256_file(path)?;
+        let state = pth::load(path)?;
+        let net =
+            MobileNetV2::from_state_dict(&state, isa).map_err(|reason| Error::WeightsShape {
+                path: path.to_owned(),
+                reason,
+            })?;
+        Ok(Backbone {
+            net,
+            weights_sha256,
+        })
+    }
+
+    /// sha256 of the weights file: part of every feature-cache key.
+    pub fn weights_sha256(&self) -> &str {
+        &self.weights_sha256
+    }
+
+    /// 1280 features per prepared image.
+    pub fn features(&self, images: &[&PreparedImage]) -> Vec<Vec<f32>> {
+        let chw: Vec<&[f32]> = images.iter().map(|im| im.chw.as_slice()).collect();
+        self.features_chw(&chw)
+    }
+
+    /// 1280 features per normalised CHW `[3, 224, 224]` input.
+    pub fn features_chw(&self, images: &[&[f32]]) -> Vec<Vec<f32>> {
+        let shape = Shape {
+            height: INPUT_SIZE,
+            width: INPUT_SIZE,
+        };
+        self.net.features(images, shape)
+    }
+
+    /// The ImageNet classes with the five highest logits, best first.
+    pub fn top5(&self, features: &[f32]) -> Vec<usize> {
+        let logits = self.net.logits(features);
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(5);
+        order
+    }
+}

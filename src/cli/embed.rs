@@ -1,0 +1,44 @@
+//! `facelab embed IMAGE...`: features (and optionally ImageNet top-5) as JSON lines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use facelab::image_prep::{self, ResizeMode};
+use serde_json::json;
+
+use super::Context;
+
+pub fn run(
+    ctx: &Context,
+    images: &[PathBuf],
+    resize: ResizeMode,
+    top5: bool,
+) -> anyhow::Result<ExitCode> {
+    let backbone = ctx.backbone()?;
+    let mut failed = false;
+    for path in images {
+        let prepared = std::fs::read(path)
+            .map_err(|e| facelab::Error::io(path, e))
+            .and_then(|bytes| image_prep::decode(path, &bytes))
+            .map(|im| image_prep::prepare(&im, resize));
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let features = backbone.features(&[&prepared]).remove(0);
+        let mut line = json!({ "path": path, "features": features });
+        if top5 {
+            line["top5"] = json!(backbone.top5(&features));
+        }
+        println!("{line}");
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,48 @@
+//! `facelab features [DIR]`: fill the feature cache for a dataset and say what it did.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use facelab::dataset;
+use facelab::features::{self, FeatureCache};
+use facelab::image_prep::ResizeMode;
+
+use super::progress::Bar;
+use super::Context;
+
+pub fn run(ctx: &Context, dir: Option<PathBuf>, resize: ResizeMode) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| ctx.workspace.facedata_dir());
+    let listing = dataset::list_images(&dir)?;
+    let backbone = ctx.backbone()?;
+    println!(
+        "Backbone: MobileNetV2, ImageNet weights sha256 {}",
+        backbone.weights_sha256()
+    );
+    for other in &listing.others {
+        eprintln!("skipped: {}: not an image file", other.display());
+    }
+    if listing.images.is_empty() {
+        println!("No images under {}.", dir.display());
+        println!("{}", super::status::NEXT_STEPS_NO_DATA);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
+    let report = features::extract(&backbone, &cache, &listing.images, resize, &Bar::new())?;
+    for (path, reason) in &report.skipped {
+        eprintln!("skipped: {}: {reason}", path.display());
+    }
+    println!(
+        "{} images under {}: {} computed, {} cached, {} skipped{}",
+        listing.images.len(),
+        dir.display(),
+        report.computed,
+        report.cached,
+        report.skipped.len(),
+        if report.repaired > 0 {
+            format!(" ({} corrupt cache entries recomputed)", report.repaired)
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

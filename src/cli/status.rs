@@ -1,0 +1,51 @@
+//! `facelab status` (and, for now, `facelab` alone): what the workspace holds and the next step.
+
+use std::process::ExitCode;
+
+use facelab::backbone::weights::WEIGHTS_FILE;
+use facelab::dataset;
+
+use super::Context;
+
+pub const NEXT_STEPS_NO_DATA: &str = "Next: put face images in facedata/, one folder per person \
+(optionally under train/ and test/), e.g. `cp -r ../shared/facedata/seed/* facedata/`; \
+then run `facelab features` to extract and cache their features.";
+
+pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let ws = &ctx.workspace;
+    println!("facelab workspace: {}", ws.root().display());
+    let facedata = ws.facedata_dir();
+    let images = dataset::list_images(&facedata)
+        .map(|l| l.images)
+        .unwrap_or_default();
+    let people: std::collections::BTreeSet<_> = images
+        .iter()
+        .filter_map(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_owned()))
+        .collect();
+    println!(
+        "  facedata/: {} images of {} people",
+        images.len(),
+        people.len()
+    );
+    let weights = ws.models_dir().join(WEIGHTS_FILE);
+    println!(
+        "  weights:   {}",
+        if weights.is_file() {
+            format!("{} (cached)", weights.display())
+        } else {
+            "not fetched yet (fetched on first use)".to_owned()
+        }
+    );
+    let cached = walkdir::WalkDir::new(ws.feature_cache_dir())
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    println!("  features:  {cached} cached");
+    if images.is_empty() {
+        println!("{NEXT_STEPS_NO_DATA}");
+    } else {
+        println!("Next: `facelab features` extracts and caches the features of facedata/.");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,49 @@
+//! The library's one error type. Every message names the file, key or value involved and, where
+//! there is one, what the user can do about it; the binary prints the chain once.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: cannot decode image: {reason}")]
+    Image { path: PathBuf, reason: String },
+
+    #[error("{path}: not a torch weights file this reader understands: {reason}")]
+    Pth { path: PathBuf, reason: String },
+
+    #[error("{path}: the weights do not fit torchvision's MobileNetV2: {reason}")]
+    WeightsShape { path: PathBuf, reason: String },
+
+    #[error("{path}: sha256 is {actual}, expected {expected}; delete the file or point --weights/FACELAB_WEIGHTS at a good copy")]
+    WeightsChecksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("could not obtain the MobileNetV2 weights; tried:\n{attempts}\nPut mobilenet_v2-b0353104.pth under models/ or pass --weights PATH (or set FACELAB_WEIGHTS)")]
+    WeightsUnavailable { attempts: String },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

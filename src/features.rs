@@ -1,0 +1,270 @@
+//! The on-disk feature cache and the extraction that fills it. An entry is keyed by the image's
+//! content hash, the weights' hash, the preprocessing (resize mode and input size) and an
+//! augmentation variant (0 = the image as it is), so renaming or moving an image still hits,
+//! editing it misses, and new weights or preprocessing never reuse stale features.
+//!
+//! Entry file: `FLF1`, dimension (u32 LE), blake3 of the payload (32 bytes), then the features as
+//! f32 LE. A torn or corrupted entry fails the checksum and is recomputed, never trusted; entries
+//! are written to a temporary file and renamed into place.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::backbone::Backbone;
+use crate::error::{Error, Result};
+use crate::image_prep::{self, PreparedImage, ResizeMode, INPUT_SIZE};
+use crate::progress::Progress;
+
+const MAGIC: &[u8; 4] = b"FLF1";
+const HEADER_LEN: usize = 4 + 4 + 32;
+/// Images run through the backbone together: enough to keep both cores busy.
+const EXTRACT_BATCH: usize = 32;
+
+/// Everything that determines an image's features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureKey {
+    pub content: blake3::Hash,
+    pub weights_sha256: String,
+    pub resize: ResizeMode,
+    pub input_size: usize,
+    pub variant: u32,
+}
+
+impl FeatureKey {
+    /// The key's own hash, which names its cache file.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.content.as_bytes());
+        h.update(self.weights_sha256.as_bytes());
+        h.update(self.resize.name().as_bytes());
+        h.update(&(self.input_size as u64).to_le_bytes());
+        h.update(&self.variant.to_le_bytes());
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// What a cache lookup found.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    Hit(Vec<f32>),
+    Miss,
+    /// An entry existed but failed its checks; it will be overwritten.
+    Corrupt,
+}
+
+/// Feature files under one folder (the workspace's `models/cache/features`).
+pub struct FeatureCache {
+    dir: PathBuf,
+}
+
+impl FeatureCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FeatureCache { dir: dir.into() }
+    }
+
+    fn path_of(&self, key: &FeatureKey) -> PathBuf {
+        let digest = key.digest();
+        self.dir.join(&digest[..2]).join(format!("{digest}.f32"))
+    }
+
+    pub fn get(&self, key: &FeatureKey) -> Lookup {
+        match std::fs::read(self.path_of(key)) {
+            Ok(bytes) => decode_entry(&bytes).map_or(Lookup::Corrupt, Lookup::Hit),
+            Err(_) => Lookup::Miss,
+        }
+    }
+
+    pub fn put(&self, key: &FeatureKey, features: &[f32]) -> Result<()> {
+        let path = self.path_of(key);
+        let dir = path.parent().expect("entry paths have a parent");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+        temp.write_all(&encode_entry(features))
+            .map_err(|e| Error::io(temp.path(), e))?;
+        temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
+    }
+}
+
+fn encode_entry(features: &[f32]) -> Vec<u8> {
+    let payload: Vec<u8> = features.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(features.len() as u32).to_le_bytes());
+    out.extend_from_slice(blake3::hash(&payload).as_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn decode_entry(bytes: &[u8]) -> Option<Vec<f32>> {
+    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+        return None;
+    }
+    let dim = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() != dim * 4 || blake3::hash(payload).as_bytes() != &bytes[8..40] {
+        return None;
+    }
+    Some(
+        payload
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("chunk of 4")))
+            .collect(),
+    )
+}
+
+/// Features for a list of image files, and how they were obtained.
+#[derive(Debug, Default)]
+pub struct Extraction {
+    /// One entry per input path that worked, in input order.
+    pub features: Vec<(PathBuf, Vec<f32>)>,
+    pub computed: usize,
+    pub cached: usize,
+    /// Cache entries that failed their checks and were recomputed.
+    pub repaired: usize,
+    /// Files that could not be read or decoded, with the reason; the rest still ran.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Reads each image, takes its features from the cache or computes them, and fills the cache.
+pub fn extract(
+    backbone: &Backbone,
+    cache: &FeatureCache,
+    paths: &[PathBuf],
+    resize: ResizeMode,
+    progress: &dyn Progress,
+) -> Result<Extraction> {
+    progress.start("features", Some(paths.len() as u64));
+    let mut found: Vec<Option<Vec<f32>>> = vec![None; paths.len()];
+    let mut report = Extraction::default();
+    let mut misses = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                report.skipped.push((path.clone(), e.to_string()));
+                progress.advance(1);
+                continue;
+            }
+        };
+        let key = key_for(backbone, &bytes, resize);
+        match cache.get(&key) {
+            Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
+                found[i] = Some(f);
+                report.cached += 1;
+                progress.advance(1);
+            }
+            lookup => {
+                report.repaired += usize::from(lookup == Lookup::Corrupt);
+                misses.push((i, key, bytes));
+            }
+        }
+    }
+    for batch in misses.chunks(EXTRACT_BATCH) {
+        let prepared: Vec<(usize, &FeatureKey, Result<PreparedImage>)> = batch
+            .par_iter()
+            .map(|(i, key, bytes)| {
+                let image = image_prep::decode(&paths[*i], bytes)
+                    .map(|im| image_prep::prepare(&im, resize));
+                (*i, key, image)
+            })
+            .collect();
+        let mut ok = Vec::new();
+        for (i, key, image) in prepared {
+            match image {
+                Ok(im) => ok.push((i, key, im)),
+                Err(e) => {
+                    report.skipped.push((paths[i].clone(), e.to_string()));
+                    progress.advance(1);
+                }
+            }
+        }
+        let inputs: Vec<&PreparedImage> = ok.iter().map(|(_, _, im)| im).collect();
+        for ((i, key, _), features) in ok.iter().zip(backbone.features(&inputs)) {
+            cache.put(key, &features)?;
+            found[*i] = Some(features);
+            report.computed += 1;
+            progress.advance(1);
+        }
+    }
+    progress.finish();
+    report.features = paths
+        .iter()
+        .zip(found)
+        .filter_map(|(p, f)| f.map(|f| (p.clone(), f)))
+        .collect();
+    Ok(report)
+}
+
+/// The cache key of an image's unaugmented features.
+pub fn key_for(backbone: &Backbone, image_bytes: &[u8], resize: ResizeMode) -> FeatureKey {
+    FeatureKey {
+        content: blake3::hash(image_bytes),
+        weights_sha256: backbone.weights_sha256().to_owned(),
+        resize,
+        input_size: INPUT_SIZE,
+        variant: 0,
+    }
+}
+
+/// Where the cache lives inside a workspace's `models/` folder.
+pub fn cache_dir(models_dir: &Path) -> PathBuf {
+    models_dir.join("cache").join("features")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(content: &[u8], variant: u32) -> FeatureKey {
+        FeatureKey {
+            content: blake3::hash(content),
+            weights_sha256: "w".into(),
+            resize: ResizeMode::Squash,
+            input_size: INPUT_SIZE,
+            variant,
+        }
+    }
+
+    #[test]
+    fn key_depends_on_every_field() {
+        let base = key(b"img", 0);
+        let mut others = vec![key(b"img2", 0), key(b"img", 1)];
+        let mut w = base.clone();
+        w.weights_sha256 = "other".into();
+        others.push(w);
+        let mut r = base.clone();
+        r.resize = ResizeMode::CenterCrop;
+        others.push(r);
+        let mut s = base.clone();
+        s.input_size = 192;
+        others.push(s);
+        for other in others {
+            assert_ne!(base.digest(), other.digest(), "{other:?}");
+        }
+        assert_eq!(base.digest(), key(b"img", 0).digest());
+    }
+
+    #[test]
+    fn put_then_get_round_trips_and_corruption_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(dir.path());
+        let k = key(b"face", 0);
+        assert_eq!(cache.get(&k), Lookup::Miss);
+        let features: Vec<f32> = (0..1280).map(|i| i as f32 * 0.5).collect();
+        cache.put(&k, &features).unwrap();
+        assert_eq!(cache.get(&k), Lookup::Hit(features.clone()));
+
+        let path = cache.path_of(&k);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(cache.get(&k), Lookup::Corrupt);
+
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        assert_eq!(cache.get(&k), Lookup::Corrupt);
+    }
+}

@@ -1,0 +1,25 @@
+//! facelab: face recognition by transfer learning, as a terminal experiment manager.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! experiments/*.yaml -> config -> dataset (facedata/) -> features (backbone + cache in models/)
+//!                                                            |
+//!                      store (facelab.db) <- train (head) -> models/<run>/
+//!                            |
+//!                            +-> CLI / TUI (runs, compare, predict, capture)
+//! ```
+//!
+//! This library holds every capability; the binary's CLI and TUI are thin layers over it and
+//! the library never imports a terminal or argument-parsing crate.
+
+pub mod backbone;
+pub mod bench;
+pub mod dataset;
+pub mod error;
+pub mod features;
+pub mod image_prep;
+pub mod progress;
+pub mod workspace;
+
+pub use error::{Error, Result};
