@@ -9,6 +9,10 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+use seq_macro::seq;
 
 /// Rows of A (pixels) one GEMM tile computes.
 pub const TILE_ROWS: usize = 12;
@@ -143,9 +147,9 @@ pub fn pointwise(
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: Isa::Avx512 is only chosen when the CPU reports avx512f; the slices
                 // hold the 12 rows, the packed group and the bias the tile reads.
-                (Isa::Avx512, 2) => unsafe { tile_avx512::<2>(&tile, out_rows) },
+                (Isa::Avx512, 2) => unsafe { tile_avx512_32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, _) => unsafe { tile_avx512::<1>(&tile, out_rows) },
+                (Isa::Avx512, _) => unsafe { tile_avx512_16(&tile, out_rows) },
                 (_, 2) => tile_portable::<2>(&tile, out_rows),
                 _ => tile_portable::<1>(&tile, out_rows),
             }
@@ -168,30 +172,64 @@ struct Tile<'a> {
     residual: Option<&'a [f32]>,
 }
 
+/// The AVX-512 tile: 12 rows x 32 (or 16) columns of accumulators held in registers for the
+/// whole k loop. The rows are unrolled by `seq!` so every accumulator has a constant name;
+/// loops over arrays here left them on the stack.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const NV: usize>(t: &Tile, out: &mut [f32]) {
-    let width = NV * LANES;
-    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * width && t.bias.len() >= width);
-    let a = t.a.as_ptr();
-    let b = t.b.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); NV]; TILE_ROWS];
-    for kk in 0..t.k {
-        let mut bv = [_mm512_setzero_ps(); NV];
-        for (j, v) in bv.iter_mut().enumerate() {
-            *v = _mm512_loadu_ps(b.add(kk * width + j * LANES));
-        }
-        for (r, acc_row) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r * t.k + kk));
-            for j in 0..NV {
-                acc_row[j] = _mm512_fmadd_ps(av, bv[j], acc_row[j]);
-            }
-        }
+#[allow(clippy::erasing_op, clippy::identity_op)] // `R * k` with R = 0, 1 from the unrolling
+unsafe fn tile_avx512_32(t: &Tile, out: &mut [f32]) {
+    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * 32 && t.bias.len() >= 32);
+    let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
+    seq!(R in 0..12 {
+        let mut acc_a~R = _mm512_setzero_ps();
+        let mut acc_b~R = _mm512_setzero_ps();
+    });
+    for kk in 0..k {
+        let b0 = _mm512_loadu_ps(b.add(kk * 32));
+        let b1 = _mm512_loadu_ps(b.add(kk * 32 + LANES));
+        seq!(R in 0..12 {
+            let av = _mm512_set1_ps(*a.add(R * k + kk));
+            acc_a~R = _mm512_fmadd_ps(av, b0, acc_a~R);
+            acc_b~R = _mm512_fmadd_ps(av, b1, acc_b~R);
+        });
     }
+    let sums = seq!(R in 0..12 { [#([acc_a~R, acc_b~R],)*] });
+    finish_tile_avx512(t, &sums, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::erasing_op, clippy::identity_op)] // `R * k` with R = 0, 1 from the unrolling
+unsafe fn tile_avx512_16(t: &Tile, out: &mut [f32]) {
+    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * LANES && t.bias.len() >= LANES);
+    let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
+    seq!(R in 0..12 {
+        let mut acc~R = _mm512_setzero_ps();
+    });
+    for kk in 0..k {
+        let b0 = _mm512_loadu_ps(b.add(kk * LANES));
+        seq!(R in 0..12 {
+            acc~R = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(R * k + kk)), b0, acc~R);
+        });
+    }
+    let sums = seq!(R in 0..12 { [#([acc~R],)*] });
+    finish_tile_avx512(t, &sums, out);
+}
+
+/// Bias, activation, residual and the (masked) stores of a tile's valid rows and columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn finish_tile_avx512<const NV: usize>(
+    t: &Tile,
+    sums: &[[__m512; NV]; TILE_ROWS],
+    out: &mut [f32],
+) {
     let zero = _mm512_setzero_ps();
     let six = _mm512_set1_ps(6.0);
-    for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
-        for (j, &sum) in acc_row.iter().enumerate() {
+    for (r, row) in sums.iter().enumerate().take(t.rows) {
+        for (j, &sum) in row.iter().enumerate() {
             let c = j * LANES;
             if c >= t.cols {
                 break;
@@ -284,27 +322,35 @@ pub struct Shape {
     pub width: usize,
 }
 
-/// Computes output rows `out_rows` of a depthwise conv with ReLU6; `out` holds exactly those rows.
-pub fn depthwise_rows(
+/// Computes output pixels `out_pixels` (row-major indices into the output image) of a depthwise
+/// conv with ReLU6; `out` holds exactly those pixels. Ranges need not start or end on a row.
+pub fn depthwise(
     isa: Isa,
     input: &[f32],
     in_shape: Shape,
     layer: &PackedDepthwise,
-    out_rows: std::ops::Range<usize>,
+    out_pixels: Range<usize>,
     out: &mut [f32],
 ) {
     let c = layer.channels;
     let out_width = layer.output_size(in_shape.width);
     assert_eq!(input.len(), in_shape.height * in_shape.width * c);
-    assert_eq!(out.len(), out_rows.len() * out_width * c);
-    for (i, oy) in out_rows.enumerate() {
-        let row_out = &mut out[i * out_width * c..(i + 1) * out_width * c];
+    assert_eq!(out.len(), out_pixels.len() * c);
+    let mut pixel = out_pixels.start;
+    while pixel < out_pixels.end {
+        let (oy, ox0) = (pixel / out_width, pixel % out_width);
+        let ox1 = out_width.min(ox0 + out_pixels.end - pixel);
+        let at = (pixel - out_pixels.start) * c;
+        let row_out = &mut out[at..at + (ox1 - ox0) * c];
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen only when the CPU reports avx512f; bounds are checked inside.
-            Isa::Avx512 => unsafe { depthwise_row_avx512(input, in_shape, layer, oy, row_out) },
-            _ => depthwise_row_portable(input, in_shape, layer, oy, row_out),
+            Isa::Avx512 => unsafe {
+                depthwise_row_avx512(input, in_shape, layer, oy, ox0..ox1, row_out)
+            },
+            _ => depthwise_row_portable(input, in_shape, layer, oy, ox0..ox1, row_out),
         }
+        pixel += ox1 - ox0;
     }
 }
 
@@ -324,12 +370,16 @@ unsafe fn depthwise_row_avx512(
     in_shape: Shape,
     layer: &PackedDepthwise,
     oy: usize,
+    columns: Range<usize>,
     out: &mut [f32],
 ) {
     let c = layer.channels;
     let s = layer.stride;
-    let out_width = out.len() / c;
-    let (ky0, ky1) = taps_in_bounds(oy, s, in_shape.height);
+    assert_eq!(out.len(), columns.len() * c);
+    let (w_in, h_in) = (in_shape.width, in_shape.height);
+    let rows_ok = [oy * s >= 1, true, oy * s + 1 < h_in];
+    // Only dereferenced for rows that exist; wrapping keeps the unused one well defined.
+    let row_start = |ky: usize| (oy * s + ky).wrapping_sub(1).wrapping_mul(w_in * c);
     let zero = _mm512_setzero_ps();
     let six = _mm512_set1_ps(6.0);
     let inp = input.as_ptr();
@@ -344,20 +394,24 @@ unsafe fn depthwise_row_avx512(
             *wv = _mm512_maskz_loadu_ps(mask, layer.taps.as_ptr().add(tap * c + c0));
         }
         let bias = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(c0));
-        for ox in 0..out_width {
-            let (kx0, kx1) = taps_in_bounds(ox, s, in_shape.width);
+        for (i, ox) in columns.clone().enumerate() {
+            let cols_ok = [ox * s >= 1, true, ox * s + 1 < w_in];
             let mut acc = bias;
-            for ky in ky0..=ky1 {
-                let iy = oy * s + ky - 1;
-                for kx in kx0..=kx1 {
-                    let ix = ox * s + kx - 1;
-                    let x =
-                        _mm512_maskz_loadu_ps(mask, inp.add((iy * in_shape.width + ix) * c + c0));
-                    acc = _mm512_fmadd_ps(x, w[ky * 3 + kx], acc);
+            // Constant trip counts: the taps unroll and `w` stays in registers.
+            for ky in 0..3 {
+                if !rows_ok[ky] {
+                    continue;
+                }
+                for kx in 0..3 {
+                    if cols_ok[kx] {
+                        let at = row_start(ky) + (ox * s + kx - 1) * c + c0;
+                        let x = _mm512_maskz_loadu_ps(mask, inp.add(at));
+                        acc = _mm512_fmadd_ps(x, w[ky * 3 + kx], acc);
+                    }
                 }
             }
             let v = _mm512_min_ps(_mm512_max_ps(acc, zero), six);
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add(ox * c + c0), mask, v);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i * c + c0), mask, v);
         }
     }
 }
@@ -367,15 +421,16 @@ fn depthwise_row_portable(
     in_shape: Shape,
     layer: &PackedDepthwise,
     oy: usize,
+    columns: Range<usize>,
     out: &mut [f32],
 ) {
     let c = layer.channels;
     let s = layer.stride;
-    let out_width = out.len() / c;
+    assert_eq!(out.len(), columns.len() * c);
     let (ky0, ky1) = taps_in_bounds(oy, s, in_shape.height);
-    for ox in 0..out_width {
+    for (i, ox) in columns.enumerate() {
         let (kx0, kx1) = taps_in_bounds(ox, s, in_shape.width);
-        let acc = &mut out[ox * c..(ox + 1) * c];
+        let acc = &mut out[i * c..(i + 1) * c];
         acc.copy_from_slice(&layer.bias);
         for ky in ky0..=ky1 {
             let iy = oy * s + ky - 1;
@@ -535,8 +590,22 @@ mod tests {
             let expected = depthwise_reference(&input, shape, &weight, &bias, c, stride);
             for isa in isas() {
                 let mut out = vec![f32::NAN; oh * ow * c];
-                depthwise_rows(isa, &input, shape, &layer, 0..oh, &mut out);
+                depthwise(isa, &input, shape, &layer, 0..oh * ow, &mut out);
                 assert_close(&out, &expected);
+                // Pieces that start and end mid-row fill the same output.
+                let split = [0, 1, oh * ow / 2 + 1, oh * ow];
+                let mut pieces = vec![f32::NAN; oh * ow * c];
+                for w in split.windows(2).filter(|w| w[0] < w[1]) {
+                    depthwise(
+                        isa,
+                        &input,
+                        shape,
+                        &layer,
+                        w[0]..w[1],
+                        &mut pieces[w[0] * c..w[1] * c],
+                    );
+                }
+                assert_close(&pieces, &expected);
             }
         }
     }

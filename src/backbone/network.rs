@@ -3,10 +3,14 @@
 //! over the kernels in [`super::kernels`]. Output: the 1280 globally average-pooled features
 //! of `features(x).mean([2, 3])`, and optionally the ImageNet logits of `classifier.1`.
 
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::kernels::{
-    depthwise_rows, pointwise, Activation, Isa, PackedDepthwise, PackedPointwise, Shape, TILE_ROWS,
+    depthwise, pointwise, Activation, Isa, PackedDepthwise, PackedPointwise, Shape,
 };
 use super::pth::StateDict;
 
@@ -42,7 +46,11 @@ pub struct MobileNetV2 {
     last: PackedPointwise,
     classifier_weight: Vec<f32>,
     classifier_bias: Vec<f32>,
+    spare_activations: Mutex<Vec<Activations>>,
 }
+
+/// Activation sets kept for reuse: one per thread plus a team's.
+const MAX_SPARE_ACTIVATIONS: usize = 8;
 
 /// Pulls named tensors out of a state dict, checking their shapes.
 struct Weights<'a> {
@@ -175,27 +183,63 @@ impl MobileNetV2 {
             last,
             classifier_weight,
             classifier_bias,
+            spare_activations: Mutex::new(Vec::new()),
         })
     }
 
     /// Features of each image; `images` are CHW float32 of `shape` (3 channels), normalised.
-    /// A single image is split across threads layer by layer; a batch is split by image.
+    /// A single image is shared by a team of threads; a batch is split by image.
     pub fn features(&self, images: &[&[f32]], shape: Shape) -> Vec<Vec<f32>> {
         let expected = 3 * shape.height * shape.width;
         assert!(
             images.iter().all(|im| im.len() == expected),
             "image is not [3, h, w]"
         );
-        if images.len() == 1 {
-            let mut scratch = Scratch::default();
-            return vec![self.forward(images[0], shape, &mut scratch, Parallelism::WithinImage)];
+        let threads = rayon::current_num_threads().max(1);
+        if images.is_empty() {
+            return Vec::new();
         }
+        if images.len() == 1 && threads > 1 {
+            return vec![self.forward_team(images[0], shape, threads)];
+        }
+        // One contiguous chunk per thread, so each allocates nothing and reuses warm buffers.
+        let per_thread = images.len().div_ceil(threads);
         images
-            .par_iter()
-            .map_init(Scratch::default, |scratch, image| {
-                self.forward(image, shape, scratch, Parallelism::None)
+            .par_chunks(per_thread)
+            .flat_map_iter(|chunk| {
+                let acts = self.activations(shape, 1);
+                let solo = SpinBarrier::new(1);
+                let me = Member { index: 0, count: 1 };
+                let out: Vec<Vec<f32>> = chunk
+                    .iter()
+                    .map(|image| {
+                        average(
+                            self.forward(image, shape, &acts, &solo, me),
+                            acts.final_pixels,
+                        )
+                    })
+                    .collect();
+                self.recycle(acts);
+                out
             })
             .collect()
+    }
+
+    /// Activation buffers for `input`, reused from earlier calls when one fits: allocating and
+    /// zeroing them costs as much as a forward pass.
+    fn activations(&self, input: Shape, team: usize) -> Activations {
+        let mut pool = self.spare_activations.lock().expect("activation pool lock");
+        match pool.iter().position(|a| a.input == input && a.team == team) {
+            Some(i) => pool.swap_remove(i),
+            None => Activations::for_input(self, input, team),
+        }
+    }
+
+    fn recycle(&self, acts: Activations) {
+        let mut pool = self.spare_activations.lock().expect("activation pool lock");
+        if pool.len() < MAX_SPARE_ACTIVATIONS {
+            pool.push(acts);
+        }
     }
 
     /// ImageNet logits from one feature vector (the classifier's dropout is off in eval).
@@ -208,176 +252,314 @@ impl MobileNetV2 {
             .collect()
     }
 
-    fn forward(&self, image: &[f32], input: Shape, s: &mut Scratch, par: Parallelism) -> Vec<f32> {
+    /// One image on `threads` threads, each computing its share of every layer's pixels.
+    fn forward_team(&self, image: &[f32], shape: Shape, threads: usize) -> Vec<f32> {
+        let acts = self.activations(shape, threads);
+        let barrier = SpinBarrier::new(threads);
+        let sums: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads)
+                .map(|index| {
+                    let (acts, barrier) = (&acts, &barrier);
+                    scope.spawn(move || {
+                        self.forward(
+                            image,
+                            shape,
+                            acts,
+                            barrier,
+                            Member {
+                                index,
+                                count: threads,
+                            },
+                        )
+                    })
+                })
+                .collect();
+            let mut sums = vec![self.forward(
+                image,
+                shape,
+                &acts,
+                &barrier,
+                Member {
+                    index: 0,
+                    count: threads,
+                },
+            )];
+            sums.extend(
+                helpers
+                    .into_iter()
+                    .map(|h| h.join().expect("backbone worker panicked")),
+            );
+            sums
+        });
+        let mut total = vec![0.0; FEATURE_DIM];
+        for part in sums {
+            for (t, p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        let pixels = acts.final_pixels;
+        self.recycle(acts);
+        average(total, pixels)
+    }
+
+    /// One team member's share of the forward pass; returns its pixels' sums of the last layer.
+    ///
+    /// Every layer is split by output pixel, the same way for every layer at a resolution, so a
+    /// member only ever reads pixels it wrote itself, except where the depthwise 3x3 reads its
+    /// neighbours' rows: one barrier per block, before the depthwise. Blocks alternate between
+    /// two expansion buffers, so a member writing the next block's expansion never overwrites
+    /// rows a slower member is still reading.
+    fn forward(
+        &self,
+        image: &[f32],
+        input: Shape,
+        acts: &Activations,
+        barrier: &SpinBarrier,
+        me: Member,
+    ) -> Vec<f32> {
+        let isa = self.isa;
         let mut shape = Shape {
             height: (input.height - 1) / 2 + 1,
             width: (input.width - 1) / 2 + 1,
         };
-        im2col_stem(image, input, shape, &mut s.expanded);
-        let pixels = shape.height * shape.width;
-        resize(&mut s.x, pixels * STEM_CHANNELS);
-        self.pointwise(
-            par,
-            &s.expanded,
-            &self.stem,
-            Activation::Relu6,
-            None,
-            &mut s.x,
-        );
-
-        for block in &self.blocks {
-            let hidden = match &block.expand {
+        let mine = me.share(shape.height * shape.width);
+        // SAFETY (all `acts` accesses below): members write disjoint pixel ranges of a buffer,
+        // and read other members' pixels only after the barrier that follows their writing.
+        unsafe {
+            let patches = acts.depthwise.slice_mut(mine.start * 27..mine.end * 27);
+            im2col_stem(image, input, shape, mine.clone(), patches);
+            let x = acts
+                .x
+                .slice_mut(mine.start * STEM_CHANNELS..mine.end * STEM_CHANNELS);
+            pointwise(isa, patches, &self.stem, Activation::Relu6, None, x);
+        }
+        let (mut x, mut y) = (&acts.x, &acts.y);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mine = me.share(shape.height * shape.width);
+            let expansion = &acts.expanded[i % acts.expanded.len()];
+            let (hidden, hidden_channels) = match &block.expand {
                 Some(expand) => {
-                    resize(&mut s.expanded, shape.height * shape.width * expand.n);
-                    self.pointwise(par, &s.x, expand, Activation::Relu6, None, &mut s.expanded);
-                    &s.expanded
+                    unsafe {
+                        let input = x.slice(mine.start * expand.k..mine.end * expand.k);
+                        let out = expansion.slice_mut(mine.start * expand.n..mine.end * expand.n);
+                        pointwise(isa, input, expand, Activation::Relu6, None, out);
+                    }
+                    (expansion, expand.n)
                 }
-                None => &s.x,
+                None => (x, block.depthwise.channels),
             };
+            barrier.wait();
             let dw = &block.depthwise;
             let out_shape = Shape {
                 height: dw.output_size(shape.height),
                 width: dw.output_size(shape.width),
             };
-            resize(
-                &mut s.depthwise,
-                out_shape.height * out_shape.width * dw.channels,
-            );
-            self.depthwise(par, hidden, shape, dw, &mut s.depthwise);
-            shape = out_shape;
-            resize(&mut s.y, shape.height * shape.width * block.project.n);
-            let residual = block.residual.then_some(s.x.as_slice());
-            self.pointwise(
-                par,
-                &s.depthwise,
-                &block.project,
-                Activation::None,
-                residual,
-                &mut s.y,
-            );
-            std::mem::swap(&mut s.x, &mut s.y);
-        }
-
-        let pixels = shape.height * shape.width;
-        resize(&mut s.y, pixels * FEATURE_DIM);
-        self.pointwise(par, &s.x, &self.last, Activation::Relu6, None, &mut s.y);
-        global_average_pool(&s.y, FEATURE_DIM)
-    }
-
-    fn pointwise(
-        &self,
-        par: Parallelism,
-        input: &[f32],
-        layer: &PackedPointwise,
-        act: Activation,
-        residual: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        let rows = input.len() / layer.k;
-        let chunk_rows = par.rows_per_task(rows, TILE_ROWS);
-        if chunk_rows >= rows {
-            return pointwise(self.isa, input, layer, act, residual, out);
-        }
-        out.par_chunks_mut(chunk_rows * layer.n)
-            .enumerate()
-            .for_each(|(i, out_chunk)| {
-                let r0 = i * chunk_rows;
-                let r1 = r0 + out_chunk.len() / layer.n;
-                let res = residual.map(|r| &r[r0 * layer.n..r1 * layer.n]);
+            let out_mine = me.share(out_shape.height * out_shape.width);
+            let (c, n) = (dw.channels, block.project.n);
+            unsafe {
+                let input = hidden.slice(0..shape.height * shape.width * hidden_channels);
+                let out = acts
+                    .depthwise
+                    .slice_mut(out_mine.start * c..out_mine.end * c);
+                depthwise(isa, input, shape, dw, out_mine.clone(), out);
+                let residual = block
+                    .residual
+                    .then(|| x.slice(out_mine.start * n..out_mine.end * n));
+                let projected = y.slice_mut(out_mine.start * n..out_mine.end * n);
                 pointwise(
-                    self.isa,
-                    &input[r0 * layer.k..r1 * layer.k],
-                    layer,
-                    act,
-                    res,
-                    out_chunk,
+                    isa,
+                    out,
+                    &block.project,
+                    Activation::None,
+                    residual,
+                    projected,
                 );
-            });
-    }
-
-    fn depthwise(
-        &self,
-        par: Parallelism,
-        input: &[f32],
-        shape: Shape,
-        layer: &PackedDepthwise,
-        out: &mut [f32],
-    ) {
-        let out_h = layer.output_size(shape.height);
-        let row_len = layer.output_size(shape.width) * layer.channels;
-        let chunk_rows = par.rows_per_task(out_h, 1);
-        out.par_chunks_mut(chunk_rows * row_len)
-            .enumerate()
-            .for_each(|(i, out_chunk)| {
-                let r0 = i * chunk_rows;
-                let rows = r0..r0 + out_chunk.len() / row_len;
-                depthwise_rows(self.isa, input, shape, layer, rows, out_chunk);
-            });
+            }
+            shape = out_shape;
+            std::mem::swap(&mut x, &mut y);
+        }
+        let mine = me.share(shape.height * shape.width);
+        let k = self.last.k;
+        let mut sums = vec![0.0; FEATURE_DIM];
+        unsafe {
+            let input = x.slice(mine.start * k..mine.end * k);
+            let out = y.slice_mut(mine.start * FEATURE_DIM..mine.end * FEATURE_DIM);
+            pointwise(isa, input, &self.last, Activation::Relu6, None, out);
+            for px in out.chunks_exact(FEATURE_DIM) {
+                for (s, v) in sums.iter_mut().zip(px) {
+                    *s += v;
+                }
+            }
+        }
+        sums
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Parallelism {
-    None,
-    WithinImage,
+/// A thread's place in a team.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    index: usize,
+    count: usize,
 }
 
-impl Parallelism {
-    /// Rows each task takes, a multiple of `granule`: one task when not splitting.
-    fn rows_per_task(self, rows: usize, granule: usize) -> usize {
-        match self {
-            Parallelism::None => rows.max(1),
-            Parallelism::WithinImage => {
-                let tasks = rayon::current_num_threads().max(1);
-                rows.div_ceil(tasks).div_ceil(granule).max(1) * granule
+impl Member {
+    /// This member's contiguous share of `pixels` output pixels.
+    fn share(self, pixels: usize) -> std::ops::Range<usize> {
+        pixels * self.index / self.count..pixels * (self.index + 1) / self.count
+    }
+}
+
+/// A barrier for a few threads that each hold a core: it spins, since the gaps between layers
+/// are microseconds and a futex wake-up would cost as much as a small layer. Past a spin budget
+/// it yields, so an oversubscribed machine is not made worse.
+struct SpinBarrier {
+    count: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(count: usize) -> Self {
+        SpinBarrier {
+            count,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    fn wait(&self) {
+        if self.count == 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.count {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < SPINS_BEFORE_YIELD {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
             }
         }
     }
 }
 
-/// Activation buffers reused across layers and images.
-#[derive(Default)]
-struct Scratch {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    expanded: Vec<f32>,
-    depthwise: Vec<f32>,
+const SPINS_BEFORE_YIELD: u32 = 1 << 16;
+
+/// An activation buffer that team members write in disjoint pixel ranges.
+struct SharedBuffer {
+    data: Box<[UnsafeCell<f32>]>,
 }
 
-fn resize(buf: &mut Vec<f32>, len: usize) {
-    buf.resize(len, 0.0);
+// SAFETY: access goes through `slice`/`slice_mut`, whose callers keep writes disjoint and
+// separate writes from other members' reads with a barrier.
+unsafe impl Sync for SharedBuffer {}
+
+impl SharedBuffer {
+    fn new(len: usize) -> Self {
+        SharedBuffer {
+            data: (0..len).map(|_| UnsafeCell::new(0.0)).collect(),
+        }
+    }
+
+    /// # Safety
+    /// No other thread may write `range` while the returned slice lives.
+    unsafe fn slice(&self, range: std::ops::Range<usize>) -> &[f32] {
+        let cells = &self.data[range];
+        std::slice::from_raw_parts(cells.as_ptr() as *const f32, cells.len())
+    }
+
+    /// # Safety
+    /// No other thread may read or write `range` while the returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [f32] {
+        let cells = &self.data[range];
+        std::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), cells.len())
+    }
 }
 
-/// The stem's 3x3 stride-2 patches of a CHW image as `[out_pixels, 27]` rows, ordered
-/// `(channel, ky, kx)` like torch's weight, zero outside the image.
-fn im2col_stem(image: &[f32], input: Shape, out: Shape, patches: &mut Vec<f32>) {
+/// Every activation buffer of one forward pass, each sized for its largest use.
+struct Activations {
+    input: Shape,
+    team: usize,
+    x: SharedBuffer,
+    y: SharedBuffer,
+    /// Two for a team (see [`MobileNetV2::forward`]); one suffices for a lone thread.
+    expanded: Vec<SharedBuffer>,
+    /// Depthwise outputs, and the stem's patches before them.
+    depthwise: SharedBuffer,
+    final_pixels: usize,
+}
+
+impl Activations {
+    fn for_input(net: &MobileNetV2, input: Shape, team: usize) -> Self {
+        let mut shape = Shape {
+            height: (input.height - 1) / 2 + 1,
+            width: (input.width - 1) / 2 + 1,
+        };
+        let mut pixels = shape.height * shape.width;
+        let (mut xy, mut expanded, mut depthwise) = (pixels * STEM_CHANNELS, 0, pixels * 27);
+        for block in &net.blocks {
+            if let Some(e) = &block.expand {
+                expanded = expanded.max(pixels * e.n);
+            }
+            shape = Shape {
+                height: block.depthwise.output_size(shape.height),
+                width: block.depthwise.output_size(shape.width),
+            };
+            pixels = shape.height * shape.width;
+            depthwise = depthwise.max(pixels * block.depthwise.channels);
+            xy = xy.max(pixels * block.project.n);
+        }
+        xy = xy.max(pixels * FEATURE_DIM);
+        Activations {
+            input,
+            team,
+            x: SharedBuffer::new(xy),
+            y: SharedBuffer::new(xy),
+            expanded: (0..team.min(2))
+                .map(|_| SharedBuffer::new(expanded))
+                .collect(),
+            depthwise: SharedBuffer::new(depthwise),
+            final_pixels: pixels,
+        }
+    }
+}
+
+fn average(mut sums: Vec<f32>, pixels: usize) -> Vec<f32> {
+    for s in &mut sums {
+        *s /= pixels as f32;
+    }
+    sums
+}
+
+/// The stem's 3x3 stride-2 patches of a CHW image for output pixels `pixels`, as rows of 27
+/// ordered `(channel, ky, kx)` like torch's weight, zero outside the image.
+fn im2col_stem(
+    image: &[f32],
+    input: Shape,
+    out: Shape,
+    pixels: std::ops::Range<usize>,
+    patches: &mut [f32],
+) {
     let plane = input.height * input.width;
-    resize(patches, out.height * out.width * 27);
-    for oy in 0..out.height {
-        for ox in 0..out.width {
-            let row = &mut patches[(oy * out.width + ox) * 27..][..27];
-            for (k, value) in row.iter_mut().enumerate() {
-                let (channel, ky, kx) = (k / 9, k / 3 % 3, k % 3);
-                let iy = (oy * 2 + ky).wrapping_sub(1);
-                let ix = (ox * 2 + kx).wrapping_sub(1);
-                // wrapping_sub turns the -1 border into a huge index, caught by the bound check.
-                *value = if iy < input.height && ix < input.width {
-                    image[channel * plane + iy * input.width + ix]
-                } else {
-                    0.0
-                };
-            }
+    for (row, pixel) in patches.chunks_exact_mut(27).zip(pixels) {
+        let (oy, ox) = (pixel / out.width, pixel % out.width);
+        for (k, value) in row.iter_mut().enumerate() {
+            let (channel, ky, kx) = (k / 9, k / 3 % 3, k % 3);
+            // wrapping_sub turns the -1 border into a huge index, caught by the bound check.
+            let iy = (oy * 2 + ky).wrapping_sub(1);
+            let ix = (ox * 2 + kx).wrapping_sub(1);
+            *value = if iy < input.height && ix < input.width {
+                image[channel * plane + iy * input.width + ix]
+            } else {
+                0.0
+            };
         }
     }
-}
-
-fn global_average_pool(x: &[f32], channels: usize) -> Vec<f32> {
-    let pixels = x.len() / channels;
-    let mut sum = vec![0.0f32; channels];
-    for px in x.chunks_exact(channels) {
-        for (s, v) in sum.iter_mut().zip(px) {
-            *s += v;
-        }
-    }
-    sum.iter().map(|s| s / pixels as f32).collect()
 }
