@@ -377,12 +377,17 @@ unsafe fn depthwise_row_avx512(
     let s = layer.stride;
     assert_eq!(out.len(), columns.len() * c);
     let (w_in, h_in) = (in_shape.width, in_shape.height);
-    let rows_ok = [oy * s >= 1, true, oy * s + 1 < h_in];
-    // Only dereferenced for rows that exist; wrapping keeps the unused one well defined.
-    let row_start = |ky: usize| (oy * s + ky).wrapping_sub(1).wrapping_mul(w_in * c);
+    let centre = oy * s;
+    let rows_ok = [centre >= 1, true, centre + 1 < h_in];
     let zero = _mm512_setzero_ps();
     let six = _mm512_set1_ps(6.0);
-    let inp = input.as_ptr();
+    // A missing row (top or bottom border) reads the centre row with its weights zeroed, so the
+    // taps never branch on rows.
+    let row_ptr = |ky: usize| {
+        let iy = if rows_ok[ky] { centre + ky - 1 } else { centre };
+        input.as_ptr().add(iy * w_in * c)
+    };
+    let rows = [row_ptr(0), row_ptr(1), row_ptr(2)];
     for c0 in (0..c).step_by(LANES) {
         let mask: __mmask16 = if c - c0 >= LANES {
             0xffff
@@ -391,27 +396,72 @@ unsafe fn depthwise_row_avx512(
         };
         let mut w = [zero; 9];
         for (tap, wv) in w.iter_mut().enumerate() {
-            *wv = _mm512_maskz_loadu_ps(mask, layer.taps.as_ptr().add(tap * c + c0));
+            if rows_ok[tap / 3] {
+                *wv = _mm512_maskz_loadu_ps(mask, layer.taps.as_ptr().add(tap * c + c0));
+            }
         }
         let bias = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(c0));
-        for (i, ox) in columns.clone().enumerate() {
-            let cols_ok = [ox * s >= 1, true, ox * s + 1 < w_in];
+        let [r0, r1, r2] = rows.map(|r| r.add(c0));
+        let mut store = |i: usize, acc: __m512| {
+            let v = _mm512_min_ps(_mm512_max_ps(acc, zero), six);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i * c + c0), mask, v);
+        };
+        // Nine taps of output column `ox`, away from the left and right borders.
+        let interior = |ox: usize, acc: __m512| {
+            let at = (ox * s - 1) * c;
+            let tap =
+                |row: *const f32, kx: usize| _mm512_maskz_loadu_ps(mask, row.add(at + kx * c));
+            let mut acc = _mm512_fmadd_ps(tap(r0, 0), w[0], acc);
+            acc = _mm512_fmadd_ps(tap(r0, 1), w[1], acc);
+            acc = _mm512_fmadd_ps(tap(r0, 2), w[2], acc);
+            acc = _mm512_fmadd_ps(tap(r1, 0), w[3], acc);
+            acc = _mm512_fmadd_ps(tap(r1, 1), w[4], acc);
+            acc = _mm512_fmadd_ps(tap(r1, 2), w[5], acc);
+            acc = _mm512_fmadd_ps(tap(r2, 0), w[6], acc);
+            acc = _mm512_fmadd_ps(tap(r2, 1), w[7], acc);
+            _mm512_fmadd_ps(tap(r2, 2), w[8], acc)
+        };
+        let border = |ox: usize| {
             let mut acc = bias;
-            // Constant trip counts: the taps unroll and `w` stays in registers.
-            for ky in 0..3 {
-                if !rows_ok[ky] {
-                    continue;
-                }
-                for kx in 0..3 {
-                    if cols_ok[kx] {
-                        let at = row_start(ky) + (ox * s + kx - 1) * c + c0;
-                        let x = _mm512_maskz_loadu_ps(mask, inp.add(at));
+            for kx in 0..3 {
+                let ix = (ox * s + kx).wrapping_sub(1);
+                if ix < w_in {
+                    for (ky, row) in [r0, r1, r2].into_iter().enumerate() {
+                        let x = _mm512_maskz_loadu_ps(mask, row.add(ix * c));
                         acc = _mm512_fmadd_ps(x, w[ky * 3 + kx], acc);
                     }
                 }
             }
-            let v = _mm512_min_ps(_mm512_max_ps(acc, zero), six);
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i * c + c0), mask, v);
+            acc
+        };
+        let first_interior = columns.start.max(1);
+        // Columns whose window stays inside the image: ox * s + 1 < w_in.
+        let interior_limit = if w_in >= 2 { (w_in - 2) / s + 1 } else { 0 };
+        let end_interior = columns.end.min(interior_limit).max(first_interior);
+        for ox in columns.start..first_interior {
+            store(ox - columns.start, border(ox));
+        }
+        // Four columns at a time: four independent FMA chains hide the FMA latency.
+        let mut ox = first_interior;
+        while ox + 4 <= end_interior {
+            let (a0, a1, a2, a3) = (
+                interior(ox, bias),
+                interior(ox + 1, bias),
+                interior(ox + 2, bias),
+                interior(ox + 3, bias),
+            );
+            let i = ox - columns.start;
+            store(i, a0);
+            store(i + 1, a1);
+            store(i + 2, a2);
+            store(i + 3, a3);
+            ox += 4;
+        }
+        for ox in ox..end_interior {
+            store(ox - columns.start, interior(ox, bias));
+        }
+        for ox in end_interior..columns.end {
+            store(ox - columns.start, border(ox));
         }
     }
 }

@@ -539,7 +539,8 @@ fn average(mut sums: Vec<f32>, pixels: usize) -> Vec<f32> {
 }
 
 /// The stem's 3x3 stride-2 patches of a CHW image for output pixels `pixels`, as rows of 27
-/// ordered `(channel, ky, kx)` like torch's weight, zero outside the image.
+/// ordered `(channel, ky, kx)` like torch's weight, zero outside the image. Built one output row
+/// segment and one input row at a time, so the inner loop is three plain copies.
 fn im2col_stem(
     image: &[f32],
     input: Shape,
@@ -548,18 +549,37 @@ fn im2col_stem(
     patches: &mut [f32],
 ) {
     let plane = input.height * input.width;
-    for (row, pixel) in patches.chunks_exact_mut(27).zip(pixels) {
-        let (oy, ox) = (pixel / out.width, pixel % out.width);
-        for (k, value) in row.iter_mut().enumerate() {
-            let (channel, ky, kx) = (k / 9, k / 3 % 3, k % 3);
-            // wrapping_sub turns the -1 border into a huge index, caught by the bound check.
-            let iy = (oy * 2 + ky).wrapping_sub(1);
-            let ix = (ox * 2 + kx).wrapping_sub(1);
-            *value = if iy < input.height && ix < input.width {
-                image[channel * plane + iy * input.width + ix]
-            } else {
-                0.0
-            };
+    let mut pixel = pixels.start;
+    while pixel < pixels.end {
+        let (oy, ox0) = (pixel / out.width, pixel % out.width);
+        let ox1 = out.width.min(ox0 + pixels.end - pixel);
+        let rows =
+            &mut patches[(pixel - pixels.start) * 27..(pixel - pixels.start + ox1 - ox0) * 27];
+        for channel in 0..3 {
+            for ky in 0..3 {
+                // wrapping_sub turns the -1 border into a huge index, caught by the bound check.
+                let iy = (oy * 2 + ky).wrapping_sub(1);
+                let src = (iy < input.height)
+                    .then(|| &image[channel * plane + iy * input.width..][..input.width]);
+                let offset = channel * 9 + ky * 3;
+                for (row, ox) in rows.chunks_exact_mut(27).zip(ox0..ox1) {
+                    let taps = &mut row[offset..offset + 3];
+                    match src {
+                        Some(src) => {
+                            let ix = ox * 2;
+                            taps[0] = if ix >= 1 { src[ix - 1] } else { 0.0 };
+                            taps[1] = src[ix];
+                            taps[2] = if ix + 1 < input.width {
+                                src[ix + 1]
+                            } else {
+                                0.0
+                            };
+                        }
+                        None => taps.fill(0.0),
+                    }
+                }
+            }
         }
+        pixel += ox1 - ox0;
     }
 }
