@@ -11,11 +11,10 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-#[cfg(target_arch = "x86_64")]
-use seq_macro::seq;
-
 /// Rows of A (pixels) one GEMM tile computes.
-pub const TILE_ROWS: usize = 12;
+const TILE_ROWS: usize = 12;
+/// Rows of the tiles that finish a layer's last, partial tile.
+const SHORT_TILE_ROWS: usize = 4;
 /// Output channels per SIMD vector; weights are packed in panels of this width.
 const LANES: usize = 16;
 
@@ -117,15 +116,23 @@ pub fn pointwise(
         assert_eq!(res.len(), rows * n);
     }
     let mut tail = Vec::new();
-    for row0 in (0..rows).step_by(TILE_ROWS) {
-        let valid = (rows - row0).min(TILE_ROWS);
-        // A partial last tile reads from a zero-padded copy so the tile can always load 12 rows.
-        let a: &[f32] = if valid == TILE_ROWS {
+    let mut row0 = 0;
+    while row0 < rows {
+        // Full tiles of 12 rows; what is left goes in tiles of 4, so a 49-pixel 7x7 layer
+        // costs 4 tiles of 12 and one of 4 rather than five of 12.
+        let height = if rows - row0 >= TILE_ROWS {
+            TILE_ROWS
+        } else {
+            SHORT_TILE_ROWS
+        };
+        let valid = (rows - row0).min(height);
+        // A partial tile reads from a zero-padded copy so it can always load `height` rows.
+        let a: &[f32] = if valid == height {
             &input[row0 * k..]
         } else {
             tail.clear();
             tail.extend_from_slice(&input[row0 * k..(row0 + valid) * k]);
-            tail.resize(TILE_ROWS * k, 0.0);
+            tail.resize(height * k, 0.0);
             &tail
         };
         let res = residual.map(|r| &r[row0 * n..(row0 + valid) * n]);
@@ -143,17 +150,22 @@ pub fn pointwise(
                 act,
                 residual: res,
             };
-            match (isa, group.panels) {
+            match (isa, height, group.panels) {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: Isa::Avx512 is only chosen when the CPU reports avx512f; the slices
-                // hold the 12 rows, the packed group and the bias the tile reads.
-                (Isa::Avx512, 2) => unsafe { tile_avx512_32(&tile, out_rows) },
+                // SAFETY: Isa::Avx512 is only chosen when the CPU reports avx512f; each tile
+                // asserts that the slices hold what it reads.
+                (Isa::Avx512, TILE_ROWS, 2) => unsafe { tile_avx512_12x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, _) => unsafe { tile_avx512_16(&tile, out_rows) },
-                (_, 2) => tile_portable::<2>(&tile, out_rows),
+                (Isa::Avx512, TILE_ROWS, _) => unsafe { tile_avx512_12x16(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _, 2) => unsafe { tile_avx512_4x32(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _, _) => unsafe { tile_avx512_4x16(&tile, out_rows) },
+                (_, _, 2) => tile_portable::<2>(&tile, out_rows),
                 _ => tile_portable::<1>(&tile, out_rows),
             }
         }
+        row0 += valid;
     }
 }
 
@@ -172,58 +184,56 @@ struct Tile<'a> {
     residual: Option<&'a [f32]>,
 }
 
-/// The AVX-512 tile: 12 rows x 32 (or 16) columns of accumulators held in registers for the
-/// whole k loop. The rows are unrolled by `seq!` so every accumulator has a constant name;
-/// loops over arrays here left them on the stack.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::erasing_op, clippy::identity_op)] // `R * k` with R = 0, 1 from the unrolling
-unsafe fn tile_avx512_32(t: &Tile, out: &mut [f32]) {
-    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * 32 && t.bias.len() >= 32);
-    let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
-    seq!(R in 0..12 {
-        let mut acc_a~R = _mm512_setzero_ps();
-        let mut acc_b~R = _mm512_setzero_ps();
-    });
-    for kk in 0..k {
-        let b0 = _mm512_loadu_ps(b.add(kk * 32));
-        let b1 = _mm512_loadu_ps(b.add(kk * 32 + LANES));
-        seq!(R in 0..12 {
-            let av = _mm512_set1_ps(*a.add(R * k + kk));
-            acc_a~R = _mm512_fmadd_ps(av, b0, acc_a~R);
-            acc_b~R = _mm512_fmadd_ps(av, b1, acc_b~R);
-        });
-    }
-    let sums = seq!(R in 0..12 { [#([acc_a~R, acc_b~R],)*] });
-    finish_tile_avx512(t, &sums, out);
+/// Generates AVX-512 tiles of `rows` x 32 and `rows` x 16 accumulators, held in registers for
+/// the whole k loop. Rows are unrolled by the macro so every accumulator index is a constant
+/// (loops over the rows left the accumulators on the stack).
+macro_rules! avx512_tiles {
+    ($wide:ident, $narrow:ident, $rows:literal, [$($r:literal)*]) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $wide(t: &Tile, out: &mut [f32]) {
+            assert!(t.a.len() >= $rows * t.k && t.b.len() >= t.k * 32 && t.bias.len() >= 32);
+            let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
+            let mut acc = [[_mm512_setzero_ps(); 2]; $rows];
+            for kk in 0..k {
+                let b0 = _mm512_loadu_ps(b.add(kk * 32));
+                let b1 = _mm512_loadu_ps(b.add(kk * 32 + LANES));
+                $(
+                    let av = _mm512_set1_ps(*a.add($r * k + kk));
+                    acc[$r][0] = _mm512_fmadd_ps(av, b0, acc[$r][0]);
+                    acc[$r][1] = _mm512_fmadd_ps(av, b1, acc[$r][1]);
+                )*
+            }
+            finish_tile_avx512(t, &acc, out);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $narrow(t: &Tile, out: &mut [f32]) {
+            assert!(t.a.len() >= $rows * t.k && t.b.len() >= t.k * LANES && t.bias.len() >= LANES);
+            let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
+            let mut acc = [[_mm512_setzero_ps(); 1]; $rows];
+            for kk in 0..k {
+                let b0 = _mm512_loadu_ps(b.add(kk * LANES));
+                $(
+                    acc[$r][0] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add($r * k + kk)), b0, acc[$r][0]);
+                )*
+            }
+            finish_tile_avx512(t, &acc, out);
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::erasing_op, clippy::identity_op)] // `R * k` with R = 0, 1 from the unrolling
-unsafe fn tile_avx512_16(t: &Tile, out: &mut [f32]) {
-    assert!(t.a.len() >= TILE_ROWS * t.k && t.b.len() >= t.k * LANES && t.bias.len() >= LANES);
-    let (a, b, k) = (t.a.as_ptr(), t.b.as_ptr(), t.k);
-    seq!(R in 0..12 {
-        let mut acc~R = _mm512_setzero_ps();
-    });
-    for kk in 0..k {
-        let b0 = _mm512_loadu_ps(b.add(kk * LANES));
-        seq!(R in 0..12 {
-            acc~R = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(R * k + kk)), b0, acc~R);
-        });
-    }
-    let sums = seq!(R in 0..12 { [#([acc~R],)*] });
-    finish_tile_avx512(t, &sums, out);
-}
+avx512_tiles!(tile_avx512_12x32, tile_avx512_12x16, 12, [0 1 2 3 4 5 6 7 8 9 10 11]);
+avx512_tiles!(tile_avx512_4x32, tile_avx512_4x16, 4, [0 1 2 3]);
 
 /// Bias, activation, residual and the (masked) stores of a tile's valid rows and columns.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn finish_tile_avx512<const NV: usize>(
+unsafe fn finish_tile_avx512<const NV: usize, const ROWS: usize>(
     t: &Tile,
-    sums: &[[__m512; NV]; TILE_ROWS],
+    sums: &[[__m512; NV]; ROWS],
     out: &mut [f32],
 ) {
     let zero = _mm512_setzero_ps();
@@ -257,7 +267,7 @@ fn tile_portable<const NV: usize>(t: &Tile, out: &mut [f32]) {
     let mut acc = [[[0.0f32; LANES]; NV]; TILE_ROWS];
     for kk in 0..t.k {
         let bk = &t.b[kk * width..(kk + 1) * width];
-        for (r, acc_row) in acc.iter_mut().enumerate() {
+        for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
             let av = t.a[r * t.k + kk];
             for (j, acc_vec) in acc_row.iter_mut().enumerate() {
                 for (l, x) in acc_vec.iter_mut().enumerate() {
@@ -334,60 +344,71 @@ pub fn depthwise(
 ) {
     let c = layer.channels;
     let out_width = layer.output_size(in_shape.width);
-    assert_eq!(input.len(), in_shape.height * in_shape.width * c);
+    let row_len = in_shape.width * c;
+    assert_eq!(input.len(), in_shape.height * row_len);
     assert_eq!(out.len(), out_pixels.len() * c);
+    let row = |iy: usize| (iy < in_shape.height).then(|| &input[iy * row_len..(iy + 1) * row_len]);
     let mut pixel = out_pixels.start;
     while pixel < out_pixels.end {
         let (oy, ox0) = (pixel / out_width, pixel % out_width);
         let ox1 = out_width.min(ox0 + out_pixels.end - pixel);
         let at = (pixel - out_pixels.start) * c;
-        let row_out = &mut out[at..at + (ox1 - ox0) * c];
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: chosen only when the CPU reports avx512f; bounds are checked inside.
-            Isa::Avx512 => unsafe {
-                depthwise_row_avx512(input, in_shape, layer, oy, ox0..ox1, row_out)
-            },
-            _ => depthwise_row_portable(input, in_shape, layer, oy, ox0..ox1, row_out),
-        }
+        let centre = oy * layer.stride;
+        // wrapping_sub makes the row above the first one out of range, hence None.
+        let rows = [row(centre.wrapping_sub(1)), row(centre), row(centre + 1)];
+        depthwise_row(
+            isa,
+            rows,
+            in_shape.width,
+            layer,
+            ox0..ox1,
+            &mut out[at..at + (ox1 - ox0) * c],
+        );
         pixel += ox1 - ox0;
     }
 }
 
-/// The input rows and columns a 3x3 window at output `o` touches, clipped to the image.
-#[inline(always)]
-fn taps_in_bounds(o: usize, stride: usize, size: usize) -> (usize, usize) {
-    let centre = o * stride;
-    let first = if centre == 0 { 1 } else { 0 };
-    let last = if centre + 1 >= size { 1 } else { 2 };
-    (first, last)
+/// One output row's `columns` of a depthwise conv with ReLU6, from the three input rows its
+/// windows cover (`None` above or below the image), each `[in_width, channels]`.
+pub fn depthwise_row(
+    isa: Isa,
+    rows: [Option<&[f32]>; 3],
+    in_width: usize,
+    layer: &PackedDepthwise,
+    columns: Range<usize>,
+    out: &mut [f32],
+) {
+    let row_len = in_width * layer.channels;
+    assert!(rows.iter().flatten().all(|r| r.len() >= row_len));
+    assert_eq!(out.len(), columns.len() * layer.channels);
+    assert!(columns.end <= layer.output_size(in_width));
+    let centre = rows[1].expect("the centre row of an output row is inside the image");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: chosen only when the CPU reports avx512f; the rows are long enough (above).
+        Isa::Avx512 => unsafe { depthwise_row_avx512(rows, centre, in_width, layer, columns, out) },
+        _ => depthwise_row_portable(rows, in_width, layer, columns, out),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn depthwise_row_avx512(
-    input: &[f32],
-    in_shape: Shape,
+    rows: [Option<&[f32]>; 3],
+    centre: &[f32],
+    w_in: usize,
     layer: &PackedDepthwise,
-    oy: usize,
     columns: Range<usize>,
     out: &mut [f32],
 ) {
     let c = layer.channels;
     let s = layer.stride;
-    assert_eq!(out.len(), columns.len() * c);
-    let (w_in, h_in) = (in_shape.width, in_shape.height);
-    let centre = oy * s;
-    let rows_ok = [centre >= 1, true, centre + 1 < h_in];
+    let rows_ok = rows.map(|r| r.is_some());
     let zero = _mm512_setzero_ps();
     let six = _mm512_set1_ps(6.0);
     // A missing row (top or bottom border) reads the centre row with its weights zeroed, so the
     // taps never branch on rows.
-    let row_ptr = |ky: usize| {
-        let iy = if rows_ok[ky] { centre + ky - 1 } else { centre };
-        input.as_ptr().add(iy * w_in * c)
-    };
-    let rows = [row_ptr(0), row_ptr(1), row_ptr(2)];
+    let rows = rows.map(|r| r.unwrap_or(centre).as_ptr());
     for c0 in (0..c).step_by(LANES) {
         let mask: __mmask16 = if c - c0 >= LANES {
             0xffff
@@ -467,26 +488,25 @@ unsafe fn depthwise_row_avx512(
 }
 
 fn depthwise_row_portable(
-    input: &[f32],
-    in_shape: Shape,
+    rows: [Option<&[f32]>; 3],
+    w_in: usize,
     layer: &PackedDepthwise,
-    oy: usize,
     columns: Range<usize>,
     out: &mut [f32],
 ) {
     let c = layer.channels;
     let s = layer.stride;
-    assert_eq!(out.len(), columns.len() * c);
-    let (ky0, ky1) = taps_in_bounds(oy, s, in_shape.height);
     for (i, ox) in columns.enumerate() {
-        let (kx0, kx1) = taps_in_bounds(ox, s, in_shape.width);
         let acc = &mut out[i * c..(i + 1) * c];
         acc.copy_from_slice(&layer.bias);
-        for ky in ky0..=ky1 {
-            let iy = oy * s + ky - 1;
-            for kx in kx0..=kx1 {
-                let ix = ox * s + kx - 1;
-                let x = &input[(iy * in_shape.width + ix) * c..][..c];
+        for (ky, row) in rows.iter().enumerate() {
+            let Some(row) = row else { continue };
+            for kx in 0..3 {
+                let ix = (ox * s + kx).wrapping_sub(1);
+                if ix >= w_in {
+                    continue;
+                }
+                let x = &row[ix * c..][..c];
                 let w = &layer.taps[(ky * 3 + kx) * c..][..c];
                 for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
                     *a += xv * wv;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::kernels::{
-    depthwise, pointwise, Activation, Isa, PackedDepthwise, PackedPointwise, Shape,
+    depthwise, depthwise_row, pointwise, Activation, Isa, PackedDepthwise, PackedPointwise, Shape,
 };
 use super::pth::StateDict;
 
@@ -257,7 +257,9 @@ impl MobileNetV2 {
         let acts = self.activations(shape, threads);
         let barrier = SpinBarrier::new(threads);
         let sums: Vec<Vec<f32>> = std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads)
+            // The caller takes the last share: at 7x7 that one has the extra pixel, and the
+            // caller starts first.
+            let helpers: Vec<_> = (0..threads - 1)
                 .map(|index| {
                     let (acts, barrier) = (&acts, &barrier);
                     scope.spawn(move || {
@@ -280,7 +282,7 @@ impl MobileNetV2 {
                 &acts,
                 &barrier,
                 Member {
-                    index: 0,
+                    index: threads - 1,
                     count: threads,
                 },
             )];
@@ -304,11 +306,13 @@ impl MobileNetV2 {
 
     /// One team member's share of the forward pass; returns its pixels' sums of the last layer.
     ///
-    /// Every layer is split by output pixel, the same way for every layer at a resolution, so a
-    /// member only ever reads pixels it wrote itself, except where the depthwise 3x3 reads its
-    /// neighbours' rows: one barrier per block, before the depthwise. Blocks alternate between
-    /// two expansion buffers, so a member writing the next block's expansion never overwrites
-    /// rows a slower member is still reading.
+    /// Every layer is split by output pixel, the same way for every layer at a resolution (see
+    /// [`Member::share`]), so a member reads other members' pixels only where a depthwise 3x3
+    /// reads across the split: once per block, after a barrier. Large-resolution blocks run
+    /// fused, band by band (see [`Self::fused_block`]), with the barrier before the block;
+    /// the others run layer by layer with the barrier between expansion and depthwise. Blocks
+    /// alternate between two expansion buffers, so a member writing the next block's expansion
+    /// never overwrites rows a slower member is still reading.
     fn forward(
         &self,
         image: &[f32],
@@ -322,7 +326,7 @@ impl MobileNetV2 {
             height: (input.height - 1) / 2 + 1,
             width: (input.width - 1) / 2 + 1,
         };
-        let mine = me.share(shape.height * shape.width);
+        let mine = me.share(shape);
         // SAFETY (all `acts` accesses below): members write disjoint pixel ranges of a buffer,
         // and read other members' pixels only after the barrier that follows their writing.
         unsafe {
@@ -333,52 +337,70 @@ impl MobileNetV2 {
                 .slice_mut(mine.start * STEM_CHANNELS..mine.end * STEM_CHANNELS);
             pointwise(isa, patches, &self.stem, Activation::Relu6, None, x);
         }
+        let mut bands = acts.bands[me.index].lock().expect("band scratch lock");
         let (mut x, mut y) = (&acts.x, &acts.y);
         for (i, block) in self.blocks.iter().enumerate() {
-            let mine = me.share(shape.height * shape.width);
-            let expansion = &acts.expanded[i % acts.expanded.len()];
-            let (hidden, hidden_channels) = match &block.expand {
-                Some(expand) => {
-                    unsafe {
-                        let input = x.slice(mine.start * expand.k..mine.end * expand.k);
-                        let out = expansion.slice_mut(mine.start * expand.n..mine.end * expand.n);
-                        pointwise(isa, input, expand, Activation::Relu6, None, out);
-                    }
-                    (expansion, expand.n)
-                }
-                None => (x, block.depthwise.channels),
-            };
-            barrier.wait();
             let dw = &block.depthwise;
             let out_shape = Shape {
                 height: dw.output_size(shape.height),
                 width: dw.output_size(shape.width),
             };
-            let out_mine = me.share(out_shape.height * out_shape.width);
-            let (c, n) = (dw.channels, block.project.n);
-            unsafe {
-                let input = hidden.slice(0..shape.height * shape.width * hidden_channels);
-                let out = acts
-                    .depthwise
-                    .slice_mut(out_mine.start * c..out_mine.end * c);
-                depthwise(isa, input, shape, dw, out_mine.clone(), out);
-                let residual = block
-                    .residual
-                    .then(|| x.slice(out_mine.start * n..out_mine.end * n));
-                let projected = y.slice_mut(out_mine.start * n..out_mine.end * n);
-                pointwise(
-                    isa,
-                    out,
-                    &block.project,
-                    Activation::None,
-                    residual,
-                    projected,
-                );
+            if shape.height >= FUSED_MIN_HEIGHT {
+                barrier.wait();
+                // SAFETY: as above; the barrier has made every member's `x` rows readable.
+                unsafe {
+                    self.fused_block(
+                        block,
+                        x,
+                        shape,
+                        out_shape,
+                        me.share(out_shape),
+                        y,
+                        &mut bands,
+                    )
+                };
+            } else {
+                let mine = me.share(shape);
+                let expansion = &acts.expanded[i % acts.expanded.len()];
+                let (hidden, hidden_channels) = match &block.expand {
+                    Some(expand) => {
+                        unsafe {
+                            let input = x.slice(mine.start * expand.k..mine.end * expand.k);
+                            let out =
+                                expansion.slice_mut(mine.start * expand.n..mine.end * expand.n);
+                            pointwise(isa, input, expand, Activation::Relu6, None, out);
+                        }
+                        (expansion, expand.n)
+                    }
+                    None => (x, dw.channels),
+                };
+                barrier.wait();
+                let out_mine = me.share(out_shape);
+                let (c, n) = (dw.channels, block.project.n);
+                unsafe {
+                    let input = hidden.slice(0..shape.height * shape.width * hidden_channels);
+                    let out = acts
+                        .depthwise
+                        .slice_mut(out_mine.start * c..out_mine.end * c);
+                    depthwise(isa, input, shape, dw, out_mine.clone(), out);
+                    let residual = block
+                        .residual
+                        .then(|| x.slice(out_mine.start * n..out_mine.end * n));
+                    let projected = y.slice_mut(out_mine.start * n..out_mine.end * n);
+                    pointwise(
+                        isa,
+                        out,
+                        &block.project,
+                        Activation::None,
+                        residual,
+                        projected,
+                    );
+                }
             }
             shape = out_shape;
             std::mem::swap(&mut x, &mut y);
         }
-        let mine = me.share(shape.height * shape.width);
+        let mine = me.share(shape);
         let k = self.last.k;
         let mut sums = vec![0.0; FEATURE_DIM];
         unsafe {
@@ -393,6 +415,103 @@ impl MobileNetV2 {
         }
         sums
     }
+
+    /// One inverted-residual block for output pixels `out_pixels`, a band of output rows at a
+    /// time: the expansion rows a band needs go into a small ring (rows shared with the previous
+    /// band are kept), then the band's depthwise and projection. The expanded tensor, the
+    /// largest in the network, never leaves this core's cache.
+    ///
+    /// # Safety
+    /// Every member must have finished writing `x`; no other member writes `out_pixels` of `y`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn fused_block(
+        &self,
+        block: &InvertedResidual,
+        x: &SharedBuffer,
+        shape: Shape,
+        out_shape: Shape,
+        out_pixels: std::ops::Range<usize>,
+        y: &SharedBuffer,
+        scratch: &mut BandScratch,
+    ) {
+        if out_pixels.is_empty() {
+            return;
+        }
+        let dw = &block.depthwise;
+        let (s, c, n) = (dw.stride, dw.channels, block.project.n);
+        let row_len = shape.width * c;
+        let in_row_len = shape.width * block.expand.as_ref().map_or(c, |e| e.k);
+        let band = (BAND_MIN_PIXELS / out_shape.width).max(1);
+        let ring_rows = band * s + 2;
+        scratch.ring.resize(ring_rows * row_len, 0.0);
+        let first_row = out_pixels.start / out_shape.width;
+        let end_row = (out_pixels.end - 1) / out_shape.width + 1;
+        // Input rows [next_input_row - ring_rows, next_input_row) are expanded in the ring.
+        let mut next_input_row = (first_row * s).saturating_sub(1);
+        for band_start in (first_row..end_row).step_by(band) {
+            let band_end = (band_start + band).min(end_row);
+            let rows_needed = shape.height.min((band_end - 1) * s + 2);
+            if let Some(expand) = &block.expand {
+                while next_input_row < rows_needed {
+                    let slot = next_input_row % ring_rows;
+                    let run = (rows_needed - next_input_row).min(ring_rows - slot);
+                    let input =
+                        x.slice(next_input_row * in_row_len..(next_input_row + run) * in_row_len);
+                    let out = &mut scratch.ring[slot * row_len..(slot + run) * row_len];
+                    pointwise(self.isa, input, expand, Activation::Relu6, None, out);
+                    next_input_row += run;
+                }
+            }
+            let pixels = out_pixels.start.max(band_start * out_shape.width)
+                ..out_pixels.end.min(band_end * out_shape.width);
+            scratch.depthwise.resize(pixels.len() * c, 0.0);
+            let ring = &scratch.ring;
+            let full_input = x.slice(0..shape.height * in_row_len);
+            let input_row = |iy: usize| {
+                (iy < shape.height).then(|| match block.expand {
+                    Some(_) => &ring[iy % ring_rows * row_len..][..row_len],
+                    None => &full_input[iy * row_len..][..row_len],
+                })
+            };
+            for oy in band_start..band_end {
+                let columns = pixels.start.max(oy * out_shape.width) - oy * out_shape.width
+                    ..pixels.end.min((oy + 1) * out_shape.width) - oy * out_shape.width;
+                let at = (oy * out_shape.width + columns.start - pixels.start) * c;
+                let centre = oy * s;
+                let rows = [
+                    input_row(centre.wrapping_sub(1)),
+                    input_row(centre),
+                    input_row(centre + 1),
+                ];
+                let out = &mut scratch.depthwise[at..at + columns.len() * c];
+                depthwise_row(self.isa, rows, shape.width, dw, columns, out);
+            }
+            let residual = block
+                .residual
+                .then(|| x.slice(pixels.start * n..pixels.end * n));
+            let projected = y.slice_mut(pixels.start * n..pixels.end * n);
+            pointwise(
+                self.isa,
+                &scratch.depthwise,
+                &block.project,
+                Activation::None,
+                residual,
+                projected,
+            );
+        }
+    }
+}
+
+/// Blocks whose input is at least this tall run fused (their expansions are megabytes).
+const FUSED_MIN_HEIGHT: usize = 28;
+/// A fused band covers enough output rows for this many pixels, so its GEMMs stay efficient.
+const BAND_MIN_PIXELS: usize = 56;
+
+/// A member's private buffers for fused blocks.
+#[derive(Default)]
+struct BandScratch {
+    ring: Vec<f32>,
+    depthwise: Vec<f32>,
 }
 
 /// A thread's place in a team.
@@ -403,9 +522,17 @@ struct Member {
 }
 
 impl Member {
-    /// This member's contiguous share of `pixels` output pixels.
-    fn share(self, pixels: usize) -> std::ops::Range<usize> {
-        pixels * self.index / self.count..pixels * (self.index + 1) / self.count
+    /// This member's contiguous share of the pixels of an activation of `shape`: whole rows
+    /// where blocks run fused (they work in rows), an even split of pixels elsewhere.
+    fn share(self, shape: Shape) -> std::ops::Range<usize> {
+        let (i, n) = (self.index, self.count);
+        if shape.height >= FUSED_MIN_HEIGHT {
+            let rows = shape.height * i / n..shape.height * (i + 1) / n;
+            rows.start * shape.width..rows.end * shape.width
+        } else {
+            let pixels = shape.height * shape.width;
+            pixels * i / n..pixels * (i + 1) / n
+        }
     }
 }
 
@@ -493,6 +620,8 @@ struct Activations {
     expanded: Vec<SharedBuffer>,
     /// Depthwise outputs, and the stem's patches before them.
     depthwise: SharedBuffer,
+    /// Each member's fused-block buffers.
+    bands: Vec<Mutex<BandScratch>>,
     final_pixels: usize,
 }
 
@@ -526,6 +655,7 @@ impl Activations {
                 .map(|_| SharedBuffer::new(expanded))
                 .collect(),
             depthwise: SharedBuffer::new(depthwise),
+            bands: (0..team).map(|_| Mutex::default()).collect(),
             final_pixels: pixels,
         }
     }
