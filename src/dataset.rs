@@ -1,14 +1,15 @@
 //! Finding the images of a dataset folder (`facedata/` holds one folder per person, optionally
-//! under `train/` and `test/`). Files are listed in a stable, sorted order; hidden files and
-//! files with no image extension are left out, and reported so nothing vanishes silently.
+//! under `train/` and `test/`). Files are listed in a stable, sorted order. Hidden files and
+//! notes (`*.md`, `*.txt`, like the README datasets ship with) are passed over quietly; any
+//! other file without an image extension is listed so the caller can report it.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Extensions facelab reads as images (lower case).
-pub const IMAGE_EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "pgm", "ppm", "bmp", "tif", "tiff", "webp",
+pub const IMAGE_EXTENSIONS: [&str; 10] = [
+    "jpg", "jpeg", "png", "pgm", "ppm", "bmp", "tif", "tiff", "webp", "gif",
 ];
 
 /// The files under a folder, split into candidate images and everything else.
@@ -33,7 +34,7 @@ pub fn list_images(dir: &Path) -> Result<Listing> {
             Error::io(path, e.into())
         })?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !entry.file_type().is_file() || hidden {
+        if !entry.file_type().is_file() || hidden || is_note(entry.path()) {
             continue;
         }
         let path = entry.into_path();
@@ -46,10 +47,21 @@ pub fn list_images(dir: &Path) -> Result<Listing> {
     Ok(listing)
 }
 
+/// Extensions of notes that live beside datasets and are not meant as images.
+const NOTE_EXTENSIONS: [&str; 2] = ["md", "txt"];
+
+fn is_note(path: &Path) -> bool {
+    has_extension(path, &NOTE_EXTENSIONS)
+}
+
 pub fn is_image_path(path: &Path) -> bool {
+    has_extension(path, &IMAGE_EXTENSIONS)
+}
+
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 #[cfg(test)]
@@ -68,6 +80,7 @@ mod tests {
             "train/alice/a.pgm",
             "README.txt",
             "train/.hidden.jpg",
+            "train/bob/face.heic",
         ] {
             std::fs::write(root.join(f), b"x").unwrap();
         }
@@ -85,7 +98,7 @@ mod tests {
                 PathBuf::from("train/bob/2.JPG")
             ]
         );
-        assert_eq!(listing.others, vec![root.join("README.txt")]);
+        assert_eq!(listing.others, vec![root.join("train/bob/face.heic")]);
     }
 
     #[test]

@@ -41,14 +41,15 @@ fn second_run_is_all_cache_hits_and_bad_files_are_reported() {
     noise_png(&data.join("train/alice/2.png"), 2);
     noise_png(&data.join("test/bob/1.png"), 3);
     std::fs::write(data.join("train/bob.jpg"), b"not a jpeg").unwrap();
-    std::fs::write(data.join("notes.txt"), b"hello").unwrap();
+    std::fs::write(data.join("notes.doc"), b"hello").unwrap();
+    std::fs::write(data.join("README.md"), b"# faces").unwrap();
 
     facelab(ws.path())
         .arg("features")
         .assert()
         .success()
         .stdout(predicate::str::contains("3 computed, 0 cached, 1 skipped"))
-        .stderr(predicate::str::contains("bob.jpg").and(predicate::str::contains("notes.txt")));
+        .stderr(predicate::str::contains("bob.jpg").and(predicate::str::contains("notes.doc")));
     let second = stdout_of(facelab(ws.path()).arg("features"));
     assert!(second.contains("0 computed, 3 cached"), "{second}");
 
