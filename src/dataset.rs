@@ -107,3 +107,172 @@ mod tests {
         assert!(err.to_string().contains("/no/such/facedata"));
     }
 }
+
+/// One image of an experiment's dataset and its class index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledImage {
+    pub path: PathBuf,
+    pub class: usize,
+}
+
+/// The classes and the train/test images of an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentData {
+    /// Folder names, sorted: the class index is the position here.
+    pub classes: Vec<String>,
+    /// Display names (`data.labels`, else the folder name).
+    pub labels: Vec<String>,
+    pub train: Vec<LabeledImage>,
+    pub test: Vec<LabeledImage>,
+}
+
+impl ExperimentData {
+    /// Reads the dataset an experiment describes, relative to the workspace root.
+    pub fn load(root: &Path, experiment: &crate::config::Experiment) -> Result<Self> {
+        let data = &experiment.config.data;
+        let dir = root.join(&data.dir);
+        let dir_error =
+            |message: String| experiment.error("data.dir", format!("{}: {message}", dir.display()));
+        if !dir.is_dir() {
+            return Err(dir_error(
+                "no such folder; create it and add one folder of images per person".into(),
+            ));
+        }
+        let (classes, train, test) = match (&data.train, &data.test, &data.split) {
+            (Some(train), Some(test), _) => {
+                let train_people = person_folders(&dir.join(train)).map_err(|m| {
+                    experiment.error("data.train", format!("{}: {m}", dir.join(train).display()))
+                })?;
+                let test_people = person_folders(&dir.join(test)).map_err(|m| {
+                    experiment.error("data.test", format!("{}: {m}", dir.join(test).display()))
+                })?;
+                let classes: Vec<String> =
+                    train_people.iter().map(|(name, _)| name.clone()).collect();
+                if let Some((stranger, _)) =
+                    test_people.iter().find(|(name, _)| !classes.contains(name))
+                {
+                    return Err(experiment.error(
+                        "data.test",
+                        format!("person '{stranger}' has test images but no training images; add a folder {}", dir.join(train).join(stranger).display()),
+                    ));
+                }
+                let label = |people: Vec<(String, Vec<PathBuf>)>| -> Vec<LabeledImage> {
+                    people
+                        .into_iter()
+                        .flat_map(|(name, images)| {
+                            let class = classes
+                                .iter()
+                                .position(|c| *c == name)
+                                .expect("checked above");
+                            images
+                                .into_iter()
+                                .map(move |path| LabeledImage { path, class })
+                        })
+                        .collect()
+                };
+                let (train, test) = (label(train_people), label(test_people));
+                (classes, train, test)
+            }
+            (_, _, Some(split)) => {
+                let people = person_folders(&dir).map_err(dir_error)?;
+                let classes = people.iter().map(|(name, _)| name.clone()).collect();
+                let (train, test) = split_people(people, split.test_fraction, split.seed);
+                (classes, train, test)
+            }
+            _ => {
+                let people = person_folders(&dir).map_err(dir_error)?;
+                let classes = people.iter().map(|(name, _)| name.clone()).collect();
+                let train = people
+                    .into_iter()
+                    .enumerate()
+                    .flat_map(|(class, (_, images))| {
+                        images
+                            .into_iter()
+                            .map(move |path| LabeledImage { path, class })
+                    })
+                    .collect();
+                (classes, train, Vec::new())
+            }
+        };
+        if classes.len() < 2 {
+            return Err(dir_error(format!(
+                "found {} person folder(s); a classifier needs at least 2 people",
+                classes.len()
+            )));
+        }
+        if let Some(unknown) = data.labels.keys().find(|k| !classes.contains(k)) {
+            return Err(experiment.error(
+                "data.labels",
+                format!(
+                    "'{unknown}' is not a person folder (have: {})",
+                    classes.join(", ")
+                ),
+            ));
+        }
+        let labels = classes
+            .iter()
+            .map(|c| data.labels.get(c).cloned().unwrap_or_else(|| c.clone()))
+            .collect();
+        Ok(ExperimentData {
+            classes,
+            labels,
+            train,
+            test,
+        })
+    }
+}
+
+/// The person folders directly under `dir`, sorted, each with its images.
+fn person_folders(dir: &Path) -> std::result::Result<Vec<(String, Vec<PathBuf>)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{e}"))?;
+    let mut people = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_dir() || name.starts_with('.') {
+            continue;
+        }
+        let images = list_images(&entry.path())
+            .map_err(|e| e.to_string())?
+            .images;
+        if !images.is_empty() {
+            people.push((name, images));
+        }
+    }
+    if people.is_empty() {
+        return Err("no person folders with images inside; expected one folder per person (e.g. alice/01.jpg)".into());
+    }
+    people.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(people)
+}
+
+/// Splits each person's images at random (seeded): `test_fraction` of them, rounded and at least
+/// one when a person has two or more, go to test.
+fn split_people(
+    people: Vec<(String, Vec<PathBuf>)>,
+    test_fraction: f64,
+    seed: u64,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (class, (_, mut images)) in people.into_iter().enumerate() {
+        images.shuffle(&mut rng);
+        let n = images.len();
+        let n_test = if n < 2 {
+            0
+        } else {
+            ((n as f64 * test_fraction).round() as usize).clamp(1, n - 1)
+        };
+        for (i, path) in images.into_iter().enumerate() {
+            let item = LabeledImage { path, class };
+            if i < n_test {
+                test.push(item);
+            } else {
+                train.push(item);
+            }
+        }
+    }
+    (train, test)
+}

@@ -32,8 +32,46 @@ pub enum Error {
     #[error("could not obtain the MobileNetV2 weights; tried:\n{attempts}\nPut mobilenet_v2-b0353104.pth under models/ or pass --weights PATH (or set FACELAB_WEIGHTS)")]
     WeightsUnavailable { attempts: String },
 
+    /// A bad experiment file: exit code 2 at the binary's edge.
+    #[error("{}: {key}: {message}", location(path, *line))]
+    Config {
+        path: PathBuf,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+
+    #[error("{path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+
+    #[error("run store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("no run matches '{0}'; `facelab runs` lists them")]
+    RunNotFound(String),
+
+    #[error("'{prefix}' matches several runs ({matches}); give more of the id")]
+    RunAmbiguous { prefix: String, matches: String },
+
+    #[error("{path}: trained head is unreadable: {reason}")]
+    Head { path: PathBuf, reason: String },
+
+    #[error("training cancelled")]
+    Cancelled,
+
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+fn location(path: &std::path::Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 impl Error {

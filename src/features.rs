@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::augment::{self, Transform};
 use crate::backbone::Backbone;
+use crate::config::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::image_prep::{self, PreparedImage, ResizeMode, INPUT_SIZE};
 use crate::progress::Progress;
@@ -115,11 +117,11 @@ fn decode_entry(bytes: &[u8]) -> Option<Vec<f32>> {
     )
 }
 
-/// Features for a list of image files, and how they were obtained.
+/// Features for a list of requests, and how they were obtained.
 #[derive(Debug, Default)]
 pub struct Extraction {
-    /// One entry per input path that worked, in input order.
-    pub features: Vec<(PathBuf, Vec<f32>)>,
+    /// One entry per request, in request order; `None` where the file was skipped.
+    pub features: Vec<Option<Vec<f32>>>,
     pub computed: usize,
     pub cached: usize,
     /// Cache entries that failed their checks and were recomputed.
@@ -128,7 +130,22 @@ pub struct Extraction {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Reads each image, takes its features from the cache or computes them, and fills the cache.
+/// The features wanted for one image: as it is, or one augmented copy of it.
+#[derive(Debug, Clone)]
+pub struct FeatureRequest<'a> {
+    pub path: PathBuf,
+    pub augment: Option<AugmentCopy<'a>>,
+}
+
+/// Copy number `copy` of an image under `spec`, drawn with the training seed.
+#[derive(Debug, Clone, Copy)]
+pub struct AugmentCopy<'a> {
+    pub spec: &'a AugmentConfig,
+    pub seed: u64,
+    pub copy: usize,
+}
+
+/// Features of each image file as it is (see [`extract_requests`]).
 pub fn extract(
     backbone: &Backbone,
     cache: &FeatureCache,
@@ -136,23 +153,47 @@ pub fn extract(
     resize: ResizeMode,
     progress: &dyn Progress,
 ) -> Result<Extraction> {
-    progress.start("features", Some(paths.len() as u64));
-    let mut found: Vec<Option<Vec<f32>>> = vec![None; paths.len()];
-    let mut report = Extraction::default();
+    let requests: Vec<FeatureRequest> = paths
+        .iter()
+        .map(|path| FeatureRequest {
+            path: path.clone(),
+            augment: None,
+        })
+        .collect();
+    extract_requests(backbone, cache, &requests, resize, progress)
+}
+
+/// Reads each image, takes its features from the cache or computes them (augmenting first
+/// where asked), and fills the cache.
+pub fn extract_requests(
+    backbone: &Backbone,
+    cache: &FeatureCache,
+    requests: &[FeatureRequest],
+    resize: ResizeMode,
+    progress: &dyn Progress,
+) -> Result<Extraction> {
+    progress.start("features", Some(requests.len() as u64));
+    let mut report = Extraction {
+        features: vec![None; requests.len()],
+        ..Extraction::default()
+    };
     let mut misses = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        let bytes = match std::fs::read(path) {
+    for (i, request) in requests.iter().enumerate() {
+        let bytes = match std::fs::read(&request.path) {
             Ok(b) => b,
             Err(e) => {
-                report.skipped.push((path.clone(), e.to_string()));
+                report.skipped.push((request.path.clone(), e.to_string()));
                 progress.advance(1);
                 continue;
             }
         };
-        let key = key_for(backbone, &bytes, resize);
+        let mut key = key_for(backbone, &bytes, resize);
+        if let Some(a) = &request.augment {
+            key.variant = augment::variant_id(a.spec, a.seed, a.copy);
+        }
         match cache.get(&key) {
             Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
-                found[i] = Some(f);
+                report.features[i] = Some(f);
                 report.cached += 1;
                 progress.advance(1);
             }
@@ -165,18 +206,16 @@ pub fn extract(
     for batch in misses.chunks(EXTRACT_BATCH) {
         let prepared: Vec<(usize, &FeatureKey, Result<PreparedImage>)> = batch
             .par_iter()
-            .map(|(i, key, bytes)| {
-                let image = image_prep::decode(&paths[*i], bytes)
-                    .map(|im| image_prep::prepare(&im, resize));
-                (*i, key, image)
-            })
+            .map(|(i, key, bytes)| (*i, key, prepare_request(&requests[*i], key, bytes, resize)))
             .collect();
         let mut ok = Vec::new();
         for (i, key, image) in prepared {
             match image {
                 Ok(im) => ok.push((i, key, im)),
                 Err(e) => {
-                    report.skipped.push((paths[i].clone(), e.to_string()));
+                    report
+                        .skipped
+                        .push((requests[i].path.clone(), e.to_string()));
                     progress.advance(1);
                 }
             }
@@ -184,18 +223,30 @@ pub fn extract(
         let inputs: Vec<&PreparedImage> = ok.iter().map(|(_, _, im)| im).collect();
         for ((i, key, _), features) in ok.iter().zip(backbone.features(&inputs)) {
             cache.put(key, &features)?;
-            found[*i] = Some(features);
+            report.features[*i] = Some(features);
             report.computed += 1;
             progress.advance(1);
         }
     }
     progress.finish();
-    report.features = paths
-        .iter()
-        .zip(found)
-        .filter_map(|(p, f)| f.map(|f| (p.clone(), f)))
-        .collect();
     Ok(report)
+}
+
+fn prepare_request(
+    request: &FeatureRequest,
+    key: &FeatureKey,
+    bytes: &[u8],
+    resize: ResizeMode,
+) -> Result<PreparedImage> {
+    let image = image_prep::decode(&request.path, bytes)?;
+    let image = match &request.augment {
+        Some(a) => {
+            let (w, h) = image.dimensions();
+            Transform::draw(a.spec, a.seed, &key.content, a.copy, h, w).apply(&image)
+        }
+        None => image,
+    };
+    Ok(image_prep::prepare(&image, resize))
 }
 
 /// The cache key of an image's unaugmented features.

@@ -13,13 +13,16 @@
 //! This library holds every capability; the binary's CLI and TUI are thin layers over it and
 //! the library never imports a terminal or argument-parsing crate.
 
+pub mod augment;
 pub mod backbone;
 pub mod bench;
+pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod features;
 pub mod image_prep;
 pub mod progress;
+pub mod train;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -1,0 +1,197 @@
+//! RMSprop, Adam and SGD (with momentum) with Keras's update rules and defaults, each a single
+//! fused pass over a parameter, its gradient and its state. Built from dfdx tensor ops the same
+//! updates take several elementwise passes over 1.8 M parameters per step; here each parameter
+//! is read and written once, split across threads.
+
+use rayon::prelude::*;
+
+use super::head::{HeadGradients, HeadParams};
+use crate::config::OptimizerConfig;
+
+/// Elements per parallel chunk: big enough that splitting costs nothing, small enough to share.
+const CHUNK: usize = 1 << 15;
+
+/// An optimizer with one state slot per parameter.
+pub struct Optimizer {
+    config: OptimizerConfig,
+    /// Per layer: (weight state, bias state); two moments for Adam, one otherwise.
+    first: Vec<(Vec<f32>, Vec<f32>)>,
+    second: Vec<(Vec<f32>, Vec<f32>)>,
+    steps: u64,
+}
+
+impl Optimizer {
+    pub fn new(config: &OptimizerConfig, params: &HeadParams) -> Self {
+        let zeros = || -> Vec<(Vec<f32>, Vec<f32>)> {
+            params
+                .layers
+                .iter()
+                .map(|l| (vec![0.0; l.weight.len()], vec![0.0; l.bias.len()]))
+                .collect()
+        };
+        let second = match config {
+            OptimizerConfig::Adam { .. } => zeros(),
+            _ => Vec::new(),
+        };
+        Optimizer {
+            config: config.clone(),
+            first: zeros(),
+            second,
+            steps: 0,
+        }
+    }
+
+    /// Applies one step of gradients to `params`.
+    pub fn step(&mut self, params: &mut HeadParams, grads: &HeadGradients) {
+        self.steps += 1;
+        let t = self.steps as f64;
+        for (i, (layer, (gw, gb))) in params.layers.iter_mut().zip(&grads.layers).enumerate() {
+            let (sw, sb) = &mut self.first[i];
+            let mut second = self
+                .second
+                .get_mut(i)
+                .map(|(a, b)| (a.as_mut_slice(), b.as_mut_slice()));
+            let (vw, vb) = match second.as_mut() {
+                Some((a, b)) => (Some(&mut **a), Some(&mut **b)),
+                None => (None, None),
+            };
+            update(&self.config, t, &mut layer.weight, gw, sw, vw);
+            update(&self.config, t, &mut layer.bias, gb, sb, vb);
+        }
+    }
+}
+
+/// One parameter tensor's update. `s` is RMSprop's mean square, SGD's velocity or Adam's first
+/// moment; `v` is Adam's second moment.
+fn update(
+    config: &OptimizerConfig,
+    t: f64,
+    w: &mut [f32],
+    g: &[f32],
+    s: &mut [f32],
+    v: Option<&mut [f32]>,
+) {
+    match *config {
+        OptimizerConfig::Rmsprop { lr, rho, epsilon } => {
+            let (lr, rho, eps) = (lr as f32, rho as f32, epsilon as f32);
+            chunks3(w, g, s, |w, g, s| {
+                for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                    *s = rho * *s + (1.0 - rho) * g * g;
+                    *w -= lr * g / (s.sqrt() + eps);
+                }
+            });
+        }
+        OptimizerConfig::Sgd { lr, momentum } => {
+            let (lr, momentum) = (lr as f32, momentum as f32);
+            chunks3(w, g, s, |w, g, s| {
+                for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                    *s = momentum * *s - lr * g;
+                    *w += *s;
+                }
+            });
+        }
+        OptimizerConfig::Adam {
+            lr,
+            beta1,
+            beta2,
+            epsilon,
+        } => {
+            let v = v.expect("Adam keeps a second moment");
+            let alpha = (lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32;
+            let (b1, b2, eps) = (beta1 as f32, beta2 as f32, epsilon as f32);
+            w.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(s.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((w, g), m), v)| {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        *m += (g - *m) * (1.0 - b1);
+                        *v += (g * g - *v) * (1.0 - b2);
+                        *w -= alpha * *m / (v.sqrt() + eps);
+                    }
+                });
+        }
+    }
+}
+
+fn chunks3(
+    w: &mut [f32],
+    g: &[f32],
+    s: &mut [f32],
+    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
+) {
+    w.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(s.par_chunks_mut(CHUNK))
+        .for_each(|((w, g), s)| f(w, g, s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::head::Dense;
+
+    fn one_param(w: f32) -> HeadParams {
+        HeadParams {
+            layers: vec![Dense {
+                inputs: 1,
+                outputs: 1,
+                weight: vec![w],
+                bias: vec![0.0],
+            }],
+        }
+    }
+
+    fn grad(g: f32) -> HeadGradients {
+        HeadGradients {
+            layers: vec![(vec![g], vec![0.0])],
+        }
+    }
+
+    #[test]
+    fn rmsprop_follows_keras() {
+        let config = OptimizerConfig::Rmsprop {
+            lr: 0.1,
+            rho: 0.9,
+            epsilon: 1e-7,
+        };
+        let mut p = one_param(1.0);
+        let mut opt = Optimizer::new(&config, &p);
+        opt.step(&mut p, &grad(2.0));
+        // s = 0.1 * 4 = 0.4; w = 1 - 0.1 * 2 / (sqrt(0.4) + 1e-7)
+        let expected = 1.0 - 0.1 * 2.0 / (0.4f32.sqrt() + 1e-7);
+        assert!((p.layers[0].weight[0] - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        let config = OptimizerConfig::Adam {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        };
+        let mut p = one_param(1.0);
+        let mut opt = Optimizer::new(&config, &p);
+        opt.step(&mut p, &grad(5.0));
+        assert!(
+            (p.layers[0].weight[0] - 0.99).abs() < 1e-5,
+            "{}",
+            p.layers[0].weight[0]
+        );
+    }
+
+    #[test]
+    fn sgd_momentum_accumulates_velocity() {
+        let config = OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum: 0.5,
+        };
+        let mut p = one_param(0.0);
+        let mut opt = Optimizer::new(&config, &p);
+        opt.step(&mut p, &grad(1.0));
+        opt.step(&mut p, &grad(1.0));
+        // v1 = -0.1, w = -0.1; v2 = -0.05 - 0.1 = -0.15, w = -0.25
+        assert!((p.layers[0].weight[0] + 0.25).abs() < 1e-6);
+    }
+}
