@@ -89,3 +89,52 @@ mod tests {
         assert!(mean.abs() < 0.05, "mean {mean}");
     }
 }
+
+/// Head training speed: one step is forward, backward and the optimizer update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainBench {
+    pub ms_per_step: f64,
+    /// The parts of a step: dfdx's forward + backward, and the fused optimizer update.
+    pub ms_forward_backward: f64,
+    pub ms_optimizer: f64,
+    pub parameters: usize,
+}
+
+/// Times training steps of a head over random features with RMSprop (Keras defaults).
+pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) -> TrainBench {
+    use crate::config::OptimizerConfig;
+    use crate::train::head::{HeadParams, HeadRunner};
+    use crate::train::optim::Optimizer;
+
+    crate::train::flush_denormals_on_all_threads();
+    let dim = crate::backbone::FEATURE_DIM;
+    let mut params = HeadParams::init(dim, hidden, classes, 1);
+    let parameters = params
+        .layers
+        .iter()
+        .map(|l| l.weight.len() + l.bias.len())
+        .sum();
+    let runner = HeadRunner::new(1, 0.0);
+    let mut optimizer = Optimizer::new(&OptimizerConfig::default(), &params);
+    let x = pseudo_normal(batch * dim, 7);
+    let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
+    let (mut fb, mut opt, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..WARMUP_RUNS + steps.max(1) {
+        let start = Instant::now();
+        let result = runner.train_batch(&params, &x, &labels);
+        let mid = Instant::now();
+        optimizer.step(&mut params, &result.gradients);
+        let end = Instant::now();
+        if step >= WARMUP_RUNS {
+            fb.push((mid - start).as_secs_f64() * 1000.0);
+            opt.push((end - mid).as_secs_f64() * 1000.0);
+            total.push((end - start).as_secs_f64() * 1000.0);
+        }
+    }
+    TrainBench {
+        ms_per_step: median(&mut total),
+        ms_forward_backward: median(&mut fb),
+        ms_optimizer: median(&mut opt),
+        parameters,
+    }
+}

@@ -18,6 +18,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Head training: ms per step (forward, backward, RMSprop) over random features.
+    Train {
+        /// Hidden layer sizes.
+        #[arg(long, num_args = 1.., default_values_t = [1024, 512])]
+        hidden: Vec<usize>,
+        #[arg(long, default_value_t = 4)]
+        classes: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+    },
 }
 
 pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -37,6 +50,18 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                     1000.0 / r.ms_per_image
                 );
             }
+        }
+        BenchCommand::Train {
+            hidden,
+            classes,
+            batch,
+            steps,
+        } => {
+            let r = bench::train_step(&hidden, classes.max(2), batch.max(1), steps);
+            println!(
+                "facelab train head={hidden:?} classes={classes} batch={batch} params={}: {:.2} ms/step (forward+backward {:.2}, optimizer {:.2})",
+                r.parameters, r.ms_per_step, r.ms_forward_backward, r.ms_optimizer
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

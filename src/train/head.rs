@@ -81,10 +81,17 @@ pub struct HeadRunner {
 
 impl HeadRunner {
     pub fn new(seed: u64, dropout: f64) -> Self {
-        HeadRunner {
-            dev: Cpu::seed_from_u64(seed),
-            dropout,
-        }
+        let dev = Cpu::seed_from_u64(seed);
+        // Reuse freed buffers: every step allocates megabytes, and fresh pages cost page faults.
+        dev.enable_cache();
+        HeadRunner { dev, dropout }
+    }
+
+    /// A device tensor holding `values`, from the device's buffer cache.
+    fn tensor<S: Shape>(&self, values: &[f32], shape: S) -> Tensor<S, f32, Cpu> {
+        let mut t = self.dev.zeros_like(&shape);
+        t.copy_from(values);
+        t
     }
 
     /// Forward and backward over one batch: `x` is `[rows, inputs]`, `labels` one per row.
@@ -94,20 +101,14 @@ impl HeadRunner {
         let weights: Vec<_> = params
             .layers
             .iter()
-            .map(|l| {
-                self.dev
-                    .tensor_from_vec(l.weight.clone(), (l.inputs, l.outputs))
-            })
+            .map(|l| self.tensor(&l.weight, (l.inputs, l.outputs)))
             .collect();
         let biases: Vec<_> = params
             .layers
             .iter()
-            .map(|l| self.dev.tensor_from_vec(l.bias.clone(), (l.outputs,)))
+            .map(|l| self.tensor(&l.bias, (l.outputs,)))
             .collect();
-        let mut h = self
-            .dev
-            .tensor_from_vec(x.to_vec(), (rows, params.inputs()))
-            .leaky_traced();
+        let mut h = self.tensor(x, (rows, params.inputs())).leaky_traced();
         let last = params.layers.len() - 1;
         for (i, (w, b)) in weights.iter().zip(&biases).enumerate() {
             // [rows, in] @ [in, out] + [out] broadcast over rows -> [rows, out]
@@ -131,7 +132,7 @@ impl HeadRunner {
             layers: weights
                 .iter()
                 .zip(&biases)
-                .map(|(w, b)| (grads.get(w).as_vec(), grads.get(b).as_vec()))
+                .map(|(w, b)| (read(&grads.get(w)), read(&grads.get(b))))
                 .collect(),
         };
         BatchResult {
@@ -144,15 +145,11 @@ impl HeadRunner {
     /// Logits `[rows, classes]` for `x` (`[rows, inputs]`), dropout off.
     pub fn logits(&self, params: &HeadParams, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / params.inputs().max(1);
-        let mut h = self
-            .dev
-            .tensor_from_vec(x.to_vec(), (rows, params.inputs()));
+        let mut h = self.tensor(x, (rows, params.inputs()));
         let last = params.layers.len() - 1;
         for (i, l) in params.layers.iter().enumerate() {
-            let w = self
-                .dev
-                .tensor_from_vec(l.weight.clone(), (l.inputs, l.outputs));
-            let b = self.dev.tensor_from_vec(l.bias.clone(), (l.outputs,));
+            let w = self.tensor(&l.weight, (l.inputs, l.outputs));
+            let b = self.tensor(&l.bias, (l.outputs,));
             h = h.matmul(w) + b.broadcast_like::<_, Axis<0>>(&(rows, l.outputs));
             if i < last {
                 h = h.relu();
@@ -160,6 +157,13 @@ impl HeadRunner {
         }
         h.as_vec()
     }
+}
+
+/// A tensor's values: one memcpy (`as_vec` walks element by element).
+fn read<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let mut out = vec![0.0; t.shape().num_elements()];
+    t.copy_into(&mut out);
+    out
 }
 
 fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
