@@ -22,6 +22,7 @@ pub mod error;
 pub mod features;
 pub mod image_prep;
 pub mod progress;
+pub mod store;
 pub mod train;
 pub mod workspace;
 

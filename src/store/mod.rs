@@ -1,0 +1,557 @@
+//! The run store: every run, its per-epoch metrics and its confusion matrix in `facelab.db`
+//! (SQLite in WAL mode, so a second facelab process can read while one trains). The schema is
+//! embedded and versioned by `PRAGMA user_version`; each migration runs in a transaction.
+//! Writes that belong together (a run's final figures and its confusion matrix) share one
+//! transaction, so a run killed at any point leaves the database consistent.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::train::metrics::ConfusionMatrix;
+use crate::train::EpochMetrics;
+
+/// A run's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> RunStatus {
+        match s {
+            "running" => RunStatus::Running,
+            "finished" => RunStatus::Finished,
+            "failed" => RunStatus::Failed,
+            _ => RunStatus::Interrupted,
+        }
+    }
+}
+
+/// What is known when a run starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub experiment: String,
+    pub config_yaml: String,
+    pub config_hash: String,
+    pub dataset_hash: String,
+    pub weights_hash: String,
+    pub seed: u64,
+}
+
+/// A run as stored, with figures derived from its epochs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub experiment: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub seed: u64,
+    pub config_hash: String,
+    pub dataset_hash: String,
+    pub weights_hash: String,
+    pub epochs: usize,
+    pub best_epoch: Option<usize>,
+    pub loss: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    pub best_val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub error: Option<String>,
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    #[serde(skip)]
+    pub config_yaml: String,
+}
+
+impl RunRecord {
+    /// Seconds from start to end (or to now while running), when the timestamps parse.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let start = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
+        let end = match &self.ended_at {
+            Some(e) => chrono::DateTime::parse_from_rfc3339(e).ok()?.to_utc(),
+            None => chrono::Utc::now(),
+        };
+        Some((end - start.to_utc()).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// A finished run's closing figures.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub best_epoch: Option<usize>,
+    pub test_accuracy: Option<f64>,
+    /// Test-set confusion matrix with class folder names and display labels.
+    pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
+}
+
+/// A stored confusion matrix and the per-class figures derived from it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredConfusion {
+    pub classes: Vec<String>,
+    pub labels: Vec<String>,
+    pub counts: Vec<Vec<u32>>,
+    pub precision: Vec<Option<f64>>,
+    pub recall: Vec<Option<f64>>,
+}
+
+pub struct RunStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl RunStore {
+    /// Opens (creating and migrating as needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| store_error(path, e))?;
+        Self::setup(conn, path, true)
+    }
+
+    /// A private in-memory store (tests).
+    pub fn open_in_memory() -> Result<Self> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| store_error(path, e))?;
+        Self::setup(conn, path, false)
+    }
+
+    fn setup(mut conn: Connection, path: &Path, wal: bool) -> Result<Self> {
+        let err = |e| store_error(path, e);
+        // A second process (a training run, the TUI) may hold the write lock briefly.
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        if wal {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(err)?;
+        }
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(err)?;
+        schema::migrate(&mut conn).map_err(err)?;
+        Ok(RunStore {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |e| store_error(&self.path, e)
+    }
+
+    pub fn create_run(&self, run: &NewRun) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, experiment, config_yaml, config_hash, dataset_hash, weights_hash, seed, status, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
+                params![
+                    run.id,
+                    run.experiment,
+                    run.config_yaml,
+                    run.config_hash,
+                    run.dataset_hash,
+                    run.weights_hash,
+                    run.seed as i64,
+                    now()
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn add_epoch(&self, run_id: &str, m: &EpochMetrics) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, seconds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![run_id, m.epoch as i64, m.loss, m.accuracy, m.val_loss, m.val_accuracy, m.seconds],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks a run finished with its closing figures and confusion matrix, in one transaction.
+    pub fn finish_run(&mut self, run_id: &str, result: &RunResult) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| store_error(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE runs SET status = 'finished', ended_at = ?2, best_epoch = ?3, test_accuracy = ?4 WHERE id = ?1",
+            params![run_id, now(), result.best_epoch.map(|e| e as i64), result.test_accuracy],
+        )
+        .map_err(err)?;
+        if let Some((matrix, classes, labels)) = &result.confusion {
+            let per_class = matrix.per_class();
+            for (i, (name, label)) in classes.iter().zip(labels).enumerate() {
+                tx.execute(
+                    "INSERT INTO classes (run_id, idx, name, label, precision, recall, support) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![run_id, i as i64, name, label, per_class[i].precision, per_class[i].recall, per_class[i].support],
+                )
+                .map_err(err)?;
+                for (j, &count) in matrix.counts[i].iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO confusion (run_id, actual, predicted, count) VALUES (?1, ?2, ?3, ?4)",
+                        params![run_id, i as i64, j as i64, count],
+                    )
+                    .map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Ends a run that did not finish (`Failed` or `Interrupted`), keeping why.
+    pub fn end_run(&self, run_id: &str, status: RunStatus, error: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, ended_at = ?3, error = ?4 WHERE id = ?1",
+                params![run_id, status.as_str(), now(), error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks `running` runs whose process is gone (`is_alive` says no) as interrupted.
+    pub fn mark_interrupted(&self, is_alive: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let running: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM runs WHERE status = 'running'")
+                .map_err(self.err())?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+            rows.collect::<rusqlite::Result<_>>().map_err(self.err())?
+        };
+        let dead: Vec<String> = running.into_iter().filter(|id| !is_alive(id)).collect();
+        for id in &dead {
+            self.conn
+                .execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, ?2),
+                     error = COALESCE(error, 'the process ended before the run finished') WHERE id = ?1 AND status = 'running'",
+                    params![id, now()],
+                )
+                .map_err(self.err())?;
+        }
+        Ok(dead)
+    }
+
+    /// All runs, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.query_runs("ORDER BY r.started_at DESC, r.id", params![])
+    }
+
+    /// The run whose id is `id_or_prefix`, or the only one starting with it.
+    pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord> {
+        let pattern = format!("{}%", id_or_prefix.replace('%', "").replace('_', ""));
+        let mut found = self.query_runs(
+            "WHERE r.id = ?1 OR r.id LIKE ?2 ORDER BY r.id",
+            params![id_or_prefix, pattern],
+        )?;
+        if let Some(exact) = found.iter().position(|r| r.id == id_or_prefix) {
+            return Ok(found.swap_remove(exact));
+        }
+        match found.len() {
+            0 => Err(Error::RunNotFound(id_or_prefix.to_owned())),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::RunAmbiguous {
+                prefix: id_or_prefix.to_owned(),
+                matches: found
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn query_runs(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT r.id, r.experiment, r.status, r.started_at, r.ended_at, r.seed, r.config_hash, r.dataset_hash,
+                    r.weights_hash, r.best_epoch, r.test_accuracy, r.error, r.tags, r.notes, r.config_yaml,
+                    (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id),
+                    (SELECT loss FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
+                    (SELECT accuracy FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
+                    (SELECT val_loss FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
+                    (SELECT val_accuracy FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
+                    (SELECT MIN(val_loss) FROM epochs e WHERE e.run_id = r.id),
+                    (SELECT MAX(val_accuracy) FROM epochs e WHERE e.run_id = r.id)
+             FROM runs r {tail}"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let tags: String = r.get(12)?;
+                Ok(RunRecord {
+                    id: r.get(0)?,
+                    experiment: r.get(1)?,
+                    status: RunStatus::parse(&r.get::<_, String>(2)?),
+                    started_at: r.get(3)?,
+                    ended_at: r.get(4)?,
+                    seed: r.get::<_, i64>(5)? as u64,
+                    config_hash: r.get(6)?,
+                    dataset_hash: r.get(7)?,
+                    weights_hash: r.get(8)?,
+                    best_epoch: r.get::<_, Option<i64>>(9)?.map(|e| e as usize),
+                    test_accuracy: r.get(10)?,
+                    error: r.get(11)?,
+                    tags: tags
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    notes: r.get(13)?,
+                    config_yaml: r.get(14)?,
+                    epochs: r.get::<_, i64>(15)? as usize,
+                    loss: r.get(16)?,
+                    accuracy: r.get(17)?,
+                    val_loss: r.get(18)?,
+                    val_accuracy: r.get(19)?,
+                    best_val_loss: r.get(20)?,
+                    best_val_accuracy: r.get(21)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn epochs(&self, run_id: &str) -> Result<Vec<EpochMetrics>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT epoch, loss, accuracy, val_loss, val_accuracy, seconds FROM epochs WHERE run_id = ?1 ORDER BY epoch")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(EpochMetrics {
+                    epoch: r.get::<_, i64>(0)? as usize,
+                    loss: r.get(1)?,
+                    accuracy: r.get(2)?,
+                    val_loss: r.get(3)?,
+                    val_accuracy: r.get(4)?,
+                    seconds: r.get(5)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn confusion(&self, run_id: &str) -> Result<Option<StoredConfusion>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, label, precision, recall FROM classes WHERE run_id = ?1 ORDER BY idx",
+            )
+            .map_err(self.err())?;
+        let classes: Vec<(String, String, Option<f64>, Option<f64>)> = stmt
+            .query_map([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.err())?;
+        if classes.is_empty() {
+            return Ok(None);
+        }
+        let n = classes.len();
+        let mut counts = vec![vec![0u32; n]; n];
+        let mut stmt = self
+            .conn
+            .prepare("SELECT actual, predicted, count FROM confusion WHERE run_id = ?1")
+            .map_err(self.err())?;
+        let cells = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as usize,
+                    r.get::<_, i64>(1)? as usize,
+                    r.get::<_, u32>(2)?,
+                ))
+            })
+            .map_err(self.err())?;
+        for cell in cells {
+            let (a, p, c) = cell.map_err(self.err())?;
+            if a < n && p < n {
+                counts[a][p] = c;
+            }
+        }
+        Ok(Some(StoredConfusion {
+            classes: classes.iter().map(|c| c.0.clone()).collect(),
+            labels: classes.iter().map(|c| c.1.clone()).collect(),
+            precision: classes.iter().map(|c| c.2).collect(),
+            recall: classes.iter().map(|c| c.3).collect(),
+            counts,
+        }))
+    }
+
+    /// Deletes a run and everything recorded for it.
+    pub fn delete_run(&self, run_id: &str) -> Result<()> {
+        let deleted = self
+            .conn
+            .execute("DELETE FROM runs WHERE id = ?1", [run_id])
+            .map_err(self.err())?;
+        if deleted == 0 {
+            return Err(Error::RunNotFound(run_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn set_tags(&self, run_id: &str, tags: &[String]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET tags = ?2 WHERE id = ?1",
+                params![run_id, tags.join(",")],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn set_notes(&self, run_id: &str, notes: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET notes = ?2 WHERE id = ?1",
+                params![run_id, notes],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Whether a run id is taken (ids are random; collisions are retried).
+    pub fn exists(&self, run_id: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(self.err())
+    }
+}
+
+fn store_error(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Store {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_run(id: &str) -> NewRun {
+        NewRun {
+            id: id.into(),
+            experiment: "seed".into(),
+            config_yaml: "name: seed\n".into(),
+            config_hash: "c".into(),
+            dataset_hash: "d".into(),
+            weights_hash: "w".into(),
+            seed: 42,
+        }
+    }
+
+    fn epoch(e: usize, val_loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch: e,
+            loss: 1.0 / e as f64,
+            accuracy: 0.5,
+            val_loss: Some(val_loss),
+            val_accuracy: Some(0.25 * e as f64),
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
+        let mut store = RunStore::open_in_memory().unwrap();
+        store.create_run(&new_run("abc12345")).unwrap();
+        assert_eq!(store.run("abc").unwrap().status, RunStatus::Running);
+        store.add_epoch("abc12345", &epoch(1, 0.9)).unwrap();
+        store.add_epoch("abc12345", &epoch(2, 0.4)).unwrap();
+        store.add_epoch("abc12345", &epoch(3, 0.6)).unwrap();
+        let matrix = ConfusionMatrix::new(2, &[0, 0, 1], &[0, 1, 1]);
+        let result = RunResult {
+            best_epoch: Some(2),
+            test_accuracy: Some(matrix.accuracy()),
+            confusion: Some((
+                matrix,
+                vec!["s01".into(), "s02".into()],
+                vec!["Eric".into(), "s02".into()],
+            )),
+        };
+        store.finish_run("abc12345", &result).unwrap();
+
+        let run = store.run("abc12345").unwrap();
+        assert_eq!(run.status, RunStatus::Finished);
+        assert_eq!((run.epochs, run.best_epoch), (3, Some(2)));
+        assert_eq!(
+            (run.val_loss, run.best_val_loss, run.best_val_accuracy),
+            (Some(0.6), Some(0.4), Some(0.75))
+        );
+        assert!(run.ended_at.is_some() && run.duration_seconds().unwrap() >= 0.0);
+        assert_eq!(store.epochs("abc12345").unwrap().len(), 3);
+        let c = store.confusion("abc12345").unwrap().unwrap();
+        assert_eq!(c.counts, vec![vec![1, 1], vec![0, 1]]);
+        assert_eq!(c.labels, vec!["Eric", "s02"]);
+        assert_eq!(c.precision, vec![Some(1.0), Some(0.5)]);
+    }
+
+    #[test]
+    fn prefixes_resolve_when_unique_and_deletion_cascades() {
+        let store = RunStore::open_in_memory().unwrap();
+        store.create_run(&new_run("aa11")).unwrap();
+        store.create_run(&new_run("aa22")).unwrap();
+        store.add_epoch("aa22", &epoch(1, 0.5)).unwrap();
+        assert!(matches!(store.run("aa"), Err(Error::RunAmbiguous { .. })));
+        assert!(matches!(store.run("zz"), Err(Error::RunNotFound(_))));
+        assert_eq!(store.run("aa2").unwrap().id, "aa22");
+        store.delete_run("aa22").unwrap();
+        assert!(store.epochs("aa22").unwrap().is_empty());
+        assert_eq!(store.runs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dead_running_runs_become_interrupted() {
+        let store = RunStore::open_in_memory().unwrap();
+        store.create_run(&new_run("live")).unwrap();
+        store.create_run(&new_run("dead")).unwrap();
+        let marked = store.mark_interrupted(|id| id == "live").unwrap();
+        assert_eq!(marked, vec!["dead".to_owned()]);
+        assert_eq!(store.run("dead").unwrap().status, RunStatus::Interrupted);
+        assert_eq!(store.run("live").unwrap().status, RunStatus::Running);
+    }
+
+    #[test]
+    fn reopening_a_file_store_keeps_runs_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("facelab.db");
+        RunStore::open(&path)
+            .unwrap()
+            .create_run(&new_run("keep"))
+            .unwrap();
+        let store = RunStore::open(&path).unwrap();
+        assert_eq!(store.runs().unwrap()[0].id, "keep");
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, schema::MIGRATIONS.len());
+    }
+}
