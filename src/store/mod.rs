@@ -259,7 +259,7 @@ impl RunStore {
 
     /// The run whose id is `id_or_prefix`, or the only one starting with it.
     pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord> {
-        let pattern = format!("{}%", id_or_prefix.replace('%', "").replace('_', ""));
+        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
         let mut found = self.query_runs(
             "WHERE r.id = ?1 OR r.id LIKE ?2 ORDER BY r.id",
             params![id_or_prefix, pattern],
