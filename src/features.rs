@@ -122,6 +122,8 @@ fn decode_entry(bytes: &[u8]) -> Option<Vec<f32>> {
 pub struct Extraction {
     /// One entry per request, in request order; `None` where the file was skipped.
     pub features: Vec<Option<Vec<f32>>>,
+    /// Each request's image content hash, where the file could be read.
+    pub content: Vec<Option<blake3::Hash>>,
     pub computed: usize,
     pub cached: usize,
     /// Cache entries that failed their checks and were recomputed.
@@ -175,6 +177,7 @@ pub fn extract_requests(
     progress.start("features", Some(requests.len() as u64));
     let mut report = Extraction {
         features: vec![None; requests.len()],
+        content: vec![None; requests.len()],
         ..Extraction::default()
     };
     let mut misses = Vec::new();
@@ -191,6 +194,7 @@ pub fn extract_requests(
         if let Some(a) = &request.augment {
             key.variant = augment::variant_id(a.spec, a.seed, a.copy);
         }
+        report.content[i] = Some(key.content);
         match cache.get(&key) {
             Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
                 report.features[i] = Some(f);

@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A bad experiment file is a usage error, like a bad flag.
+            match e.downcast_ref::<facelab::Error>() {
+                Some(facelab::Error::Config { .. }) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -5,8 +5,11 @@
 mod bench;
 mod embed;
 mod features;
+mod predict;
 mod progress;
+mod runs;
 mod status;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +58,39 @@ enum Command {
         #[arg(long, default_value = "squash")]
         resize: ResizeMode,
     },
+    /// Train a head as an experiment file describes; records the run in facelab.db.
+    Train { experiment: PathBuf },
+    /// List runs.
+    Runs {
+        /// Column to sort by: id, experiment, status, started, epochs, val_accuracy, val_loss,
+        /// test_accuracy, duration.
+        #[arg(long, default_value = "started")]
+        sort: String,
+        /// Sort descending (the default for `started`: newest first).
+        #[arg(long)]
+        desc: bool,
+        /// One JSON array of run objects.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// A run's epochs, confusion matrix, per-class precision and recall, and config.
+    Show { run: String },
+    /// Name the faces in images (or folders of images) with a run's head.
+    Predict {
+        run: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON object per line: path, predicted (folder name), label, confidence.
+        #[arg(long)]
+        json: bool,
+        /// Also write each image with its predicted name drawn on it into this folder.
+        #[arg(long, value_name = "OUT_DIR")]
+        annotate: Option<PathBuf>,
+    },
+    /// Delete a run: its record and its saved head.
+    Rm { run: String },
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -80,6 +116,31 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Features { dir, resize } => features::run(&context, dir, resize),
         Command::Bench { what } => bench::run(&context, what),
         Command::Status => status::run(&context),
+        Command::Train { experiment } => train::run(&context, &experiment),
+        Command::Runs {
+            sort,
+            desc,
+            json,
+            csv,
+        } => {
+            let format = if json {
+                runs::Format::Json
+            } else if csv {
+                runs::Format::Csv
+            } else {
+                runs::Format::Table
+            };
+            let descending = desc || (sort == "started" && !desc);
+            runs::list(&context, &sort, descending, format)
+        }
+        Command::Show { run } => runs::show(&context, &run),
+        Command::Predict {
+            run,
+            images,
+            json,
+            annotate,
+        } => predict::run(&context, &run, &images, json, annotate.as_deref()),
+        Command::Rm { run } => runs::remove(&context, &run),
     }
 }
 

@@ -1,0 +1,60 @@
+//! `facelab predict RUN IMAGE...`: name and confidence per image, as text or JSON lines, and
+//! optionally the images with their names drawn on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use facelab::dataset;
+use facelab::features::FeatureCache;
+use facelab::model::{self, TrainedHead};
+use facelab::predict;
+use facelab::run::open_store;
+use serde_json::json;
+
+use super::progress::Bar;
+use super::Context;
+
+pub fn run(
+    ctx: &Context,
+    id: &str,
+    inputs: &[PathBuf],
+    as_json: bool,
+    annotate: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&ctx.workspace)?;
+    let record = store.run(id)?;
+    let head = TrainedHead::load(&model::run_dir(&ctx.workspace.models_dir(), &record.id))?;
+    let mut images = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            images.extend(dataset::list_images(input)?.images);
+        } else {
+            images.push(input.clone());
+        }
+    }
+    let backbone = ctx.backbone()?;
+    let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
+    let (predictions, skipped) = predict::predict(&backbone, &head, &cache, &images, &Bar::new())?;
+    for (path, reason) in &skipped {
+        eprintln!("skipped: {}: {reason}", path.display());
+    }
+    for p in &predictions {
+        if as_json {
+            println!(
+                "{}",
+                json!({"path": p.path, "predicted": p.predicted, "label": p.label, "confidence": p.confidence})
+            );
+        } else {
+            println!("{}\t{}\t{:.3}", p.path.display(), p.label, p.confidence);
+        }
+        if let Some(dir) = annotate {
+            let out = predict::annotate(p, dir)?;
+            eprintln!("annotated: {}", out.display());
+        }
+    }
+    Ok(if skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,74 @@
+//! `facelab train EXPERIMENT.yaml`: one line per epoch, then the test accuracy and the run id.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use facelab::config::Experiment;
+use facelab::dataset::ExperimentData;
+use facelab::run::{self, RunEvents};
+use facelab::train::EpochMetrics;
+
+use super::progress::Bar;
+use super::Context;
+
+struct PrintEpochs {
+    epochs: usize,
+}
+
+impl RunEvents for PrintEpochs {
+    fn started(&mut self, run_id: &str, data: &ExperimentData) {
+        println!(
+            "run {run_id}: {} people, {} training and {} test images",
+            data.classes.len(),
+            data.train.len(),
+            data.test.len()
+        );
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        println!("epoch {}/{}: {}", m.epoch, self.epochs, format_epoch(m));
+    }
+}
+
+pub fn format_epoch(m: &EpochMetrics) -> String {
+    let mut line = format!("loss {:.4} accuracy {:.4}", m.loss, m.accuracy);
+    if let (Some(vl), Some(va)) = (m.val_loss, m.val_accuracy) {
+        line.push_str(&format!(" val_loss {vl:.4} val_accuracy {va:.4}"));
+    }
+    line.push_str(&format!(" ({:.2} s)", m.seconds));
+    line
+}
+
+pub fn run(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
+    let experiment = Experiment::load(path)?;
+    let backbone = ctx.backbone()?;
+    let mut events = PrintEpochs {
+        epochs: experiment.config.train.epochs,
+    };
+    let summary = run::train_experiment(
+        &ctx.workspace,
+        &experiment,
+        &backbone,
+        &Bar::new(),
+        &mut events,
+    )?;
+    for (path, reason) in &summary.skipped {
+        eprintln!("skipped: {}: {reason}", path.display());
+    }
+    if summary.stopped_early {
+        println!("early stopping after epoch {}", summary.epochs.len());
+    }
+    let best = summary
+        .best_epoch
+        .map_or(String::new(), |e| format!(", best epoch {e}"));
+    match summary.test_accuracy {
+        Some(acc) => println!("test accuracy {acc:.4}{best}"),
+        None => println!("no test images, so no test accuracy{best}"),
+    }
+    println!(
+        "run {} finished; head saved in {}",
+        summary.run_id,
+        summary.model_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! Naming faces with a trained run: features from the backbone (through the cache), the run's
+//! head, softmax probabilities; and the notebook's picture of it, the predicted name drawn on
+//! the image.
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+use serde::Serialize;
+
+use crate::backbone::Backbone;
+use crate::error::{Error, Result};
+use crate::features::{self, FeatureCache};
+use crate::model::{write_atomically, TrainedHead};
+use crate::progress::Progress;
+use crate::train::head::HeadRunner;
+use crate::train::{l2_normalize_row, softmax};
+
+/// One image's prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub path: PathBuf,
+    /// The class folder name.
+    pub predicted: String,
+    /// Its display name.
+    pub label: String,
+    pub confidence: f64,
+    /// Every class's display name and probability, most likely first.
+    pub ranking: Vec<(String, f64)>,
+}
+
+/// Predictions for every readable image; unreadable ones come back in `skipped`.
+pub fn predict(
+    backbone: &Backbone,
+    head: &TrainedHead,
+    cache: &FeatureCache,
+    paths: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<(Vec<Prediction>, Vec<(PathBuf, String)>)> {
+    if backbone.weights_sha256() != head.meta.weights_sha256 {
+        return Err(Error::InvalidArgument(format!(
+            "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
+            head.meta.weights_sha256,
+            backbone.weights_sha256()
+        )));
+    }
+    let extraction = features::extract(backbone, cache, paths, head.meta.resize, progress)?;
+    let runner = HeadRunner::new(0, 0.0);
+    let mut predictions = Vec::new();
+    for (path, features) in paths.iter().zip(extraction.features) {
+        let Some(mut features) = features else {
+            continue;
+        };
+        if head.meta.l2_normalize {
+            l2_normalize_row(&mut features);
+        }
+        let probabilities = softmax(&runner.logits(&head.params, &features));
+        predictions.push(rank(path, &probabilities, head));
+    }
+    Ok((predictions, extraction.skipped))
+}
+
+fn rank(path: &Path, probabilities: &[f32], head: &TrainedHead) -> Prediction {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    let best = order[0];
+    Prediction {
+        path: path.to_owned(),
+        predicted: head.meta.classes[best].clone(),
+        label: head.meta.labels[best].clone(),
+        confidence: probabilities[best] as f64,
+        ranking: order
+            .iter()
+            .map(|&i| (head.meta.labels[i].clone(), probabilities[i] as f64))
+            .collect(),
+    }
+}
+
+/// Writes the image with its predicted name and confidence drawn in the top-left corner to
+/// `out_dir/<folder>_<stem>.png` (the folder keeps `alice/01.jpg` and `bob/01.jpg` apart);
+/// returns the written path.
+pub fn annotate(prediction: &Prediction, out_dir: &Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(&prediction.path).map_err(|e| Error::io(&prediction.path, e))?;
+    let mut image = crate::image_prep::decode(&prediction.path, &bytes)?;
+    let text = format!("{} {:.0}%", prediction.label, prediction.confidence * 100.0);
+    draw_label(&mut image, &text);
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+    let stem = name(prediction.path.file_stem()).unwrap_or_else(|| "image".into());
+    let folder = name(prediction.path.parent().and_then(|p| p.file_name()));
+    let out = out_dir.join(match folder {
+        Some(folder) => format!("{folder}_{stem}.png"),
+        None => format!("{stem}.png"),
+    });
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Image {
+            path: out.clone(),
+            reason: e.to_string(),
+        })?;
+    write_atomically(&out, &png)?;
+    Ok(out)
+}
+
+/// White 8x8-font text on a dark band, scaled with the image so it stays readable.
+pub fn draw_label(image: &mut RgbImage, text: &str) {
+    use font8x8::UnicodeFonts;
+    let scale = (image.width() / 200).max(1);
+    let glyph = 8 * scale;
+    let pad = 2 * scale;
+    let band_w = (text.chars().count() as u32 * glyph + 2 * pad).min(image.width());
+    let band_h = (glyph + 2 * pad).min(image.height());
+    for y in 0..band_h {
+        for x in 0..band_w {
+            let p = image.get_pixel_mut(x, y);
+            *p = Rgb(p.0.map(|v| v / 4));
+        }
+    }
+    for (i, ch) in text.chars().enumerate() {
+        let Some(rows) = font8x8::BASIC_FONTS
+            .get(ch)
+            .or_else(|| font8x8::BASIC_FONTS.get('?'))
+        else {
+            continue;
+        };
+        for (row, bits) in rows.iter().enumerate() {
+            for col in 0..8u32 {
+                if bits >> col & 1 == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let x = pad + i as u32 * glyph + col * scale + dx;
+                        let y = pad + row as u32 * scale + dy;
+                        if x < image.width() && y < image.height() {
+                            image.put_pixel(x, y, Rgb([255, 255, 255]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_darkens_its_band_and_draws_white_glyphs() {
+        let mut image = RgbImage::from_pixel(100, 40, Rgb([200, 200, 200]));
+        draw_label(&mut image, "Al");
+        let white = image.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+        assert!(white > 10, "{white} white pixels");
+        assert_eq!(image.get_pixel(0, 0).0, [50, 50, 50]);
+        assert_eq!(image.get_pixel(99, 39).0, [200, 200, 200]);
+    }
+}

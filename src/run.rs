@@ -1,0 +1,329 @@
+//! One training run end to end: experiment -> dataset -> cached features (augmented copies
+//! included) -> head training -> test evaluation -> `models/<run-id>/` and the run store.
+//! A run is recorded as `running` before training starts and holds a lock file in its model
+//! folder while it lives, so a run whose process died (Ctrl-C, SIGKILL) is found and marked
+//! `interrupted` by the next facelab that opens the store.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::backbone::{Backbone, FEATURE_DIM};
+use crate::config::{Experiment, Monitor};
+use crate::dataset::{ExperimentData, LabeledImage};
+use crate::error::{Error, Result};
+use crate::features::{self, AugmentCopy, FeatureCache, FeatureRequest};
+use crate::model::{self, HeadMeta, BEST_FILE, CONFIG_FILE, HEAD_FILE};
+use crate::progress::Progress;
+use crate::store::{NewRun, RunResult, RunStatus, RunStore};
+use crate::train::head::{HeadParams, HeadRunner};
+use crate::train::{self, EpochMetrics, LabeledFeatures, TrainObserver};
+use crate::workspace::Workspace;
+
+const LOCK_FILE: &str = ".lock";
+
+/// What the caller hears while a run goes on.
+pub trait RunEvents {
+    /// The run is recorded and training starts.
+    fn started(&mut self, _run_id: &str, _data: &ExperimentData) {}
+    fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// Polled between training steps.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Events nobody listens to.
+pub struct Silent;
+impl RunEvents for Silent {}
+
+/// How a finished run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub test_accuracy: Option<f64>,
+    pub epochs: Vec<EpochMetrics>,
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+    pub model_dir: PathBuf,
+    /// Images that could not be read, with the reason; the run went on without them.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Opens the workspace's store and marks runs whose process has gone as interrupted.
+pub fn open_store(ws: &Workspace) -> Result<RunStore> {
+    let store = RunStore::open(&ws.root().join("facelab.db"))?;
+    let models = ws.models_dir();
+    store.mark_interrupted(|id| run_is_alive(&model::run_dir(&models, id)))?;
+    Ok(store)
+}
+
+/// A run is alive while some process holds the lock file in its model folder.
+fn run_is_alive(run_dir: &Path) -> bool {
+    match File::open(run_dir.join(LOCK_FILE)) {
+        Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// Trains `experiment` in workspace `ws` and records everything.
+pub fn train_experiment(
+    ws: &Workspace,
+    experiment: &Experiment,
+    backbone: &Backbone,
+    progress: &dyn Progress,
+    events: &mut dyn RunEvents,
+) -> Result<RunSummary> {
+    let config = &experiment.config;
+    let data = ExperimentData::load(ws.root(), experiment)?;
+    check_validation_available(experiment, &data)?;
+    let cache = FeatureCache::new(ws.feature_cache_dir());
+    let (train_set, test_set, dataset_hash, skipped) =
+        features_for(experiment, &data, backbone, &cache, progress)?;
+    if train_set.is_empty() {
+        return Err(experiment.error("data.dir", "no readable training images".into()));
+    }
+
+    let mut store = open_store(ws)?;
+    let run_id = new_run_id(&store, &experiment.config_hash())?;
+    let model_dir = model::run_dir(&ws.models_dir(), &run_id);
+    std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
+    let lock_path = model_dir.join(LOCK_FILE);
+    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    model::write_atomically(
+        &model_dir.join(CONFIG_FILE),
+        experiment.resolved_yaml().as_bytes(),
+    )?;
+    let meta = HeadMeta {
+        classes: data.classes.clone(),
+        labels: data.labels.clone(),
+        resize: config.data.resize,
+        l2_normalize: config.head.l2_normalize,
+        weights_sha256: backbone.weights_sha256().to_owned(),
+    };
+    model::save_meta(&model_dir, &meta)?;
+    store.create_run(&NewRun {
+        id: run_id.clone(),
+        experiment: experiment.name().to_owned(),
+        config_yaml: experiment.resolved_yaml(),
+        config_hash: experiment.config_hash(),
+        dataset_hash,
+        weights_hash: backbone.weights_sha256().to_owned(),
+        seed: config.train.seed,
+    })?;
+    events.started(&run_id, &data);
+
+    let val = (!test_set.is_empty()).then_some(&test_set);
+    let mut observer = StoreObserver {
+        store: &store,
+        run_id: &run_id,
+        best_path: model_dir.join(BEST_FILE),
+        events,
+    };
+    let fitted = train::fit(config, data.classes.len(), &train_set, val, &mut observer);
+    let outcome = match fitted {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let status = if matches!(e, Error::Cancelled) {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            store.end_run(&run_id, status, &e.to_string())?;
+            return Err(e);
+        }
+    };
+    model::save_params(&model_dir.join(HEAD_FILE), &outcome.params)?;
+    let (test_accuracy, confusion) = if test_set.is_empty() {
+        (None, None)
+    } else {
+        let evaluation = train::evaluate(&HeadRunner::new(0, 0.0), &outcome.params, &test_set);
+        let matrix = evaluation.confusion(data.classes.len(), &test_set.y);
+        (
+            Some(evaluation.accuracy),
+            Some((matrix, data.classes.clone(), data.labels.clone())),
+        )
+    };
+    store.finish_run(
+        &run_id,
+        &RunResult {
+            best_epoch: outcome.best_epoch,
+            test_accuracy,
+            confusion,
+        },
+    )?;
+    drop(lock);
+    // The lock file only marks a live run; a finished run's folder does not need it.
+    let _ = std::fs::remove_file(&lock_path);
+    Ok(RunSummary {
+        run_id,
+        test_accuracy,
+        epochs: outcome.epochs,
+        best_epoch: outcome.best_epoch,
+        stopped_early: outcome.stopped_early,
+        model_dir,
+        skipped,
+    })
+}
+
+/// Validation metrics need a test set; say so against the key that asks for them.
+fn check_validation_available(experiment: &Experiment, data: &ExperimentData) -> Result<()> {
+    if !data.test.is_empty() {
+        return Ok(());
+    }
+    let c = &experiment.config;
+    let watches_val = |m: Monitor| matches!(m, Monitor::ValLoss | Monitor::ValAccuracy);
+    let key = if c
+        .early_stopping
+        .as_ref()
+        .is_some_and(|e| watches_val(e.monitor))
+    {
+        Some("early_stopping.monitor")
+    } else if c
+        .checkpoint
+        .as_ref()
+        .is_some_and(|k| watches_val(k.monitor))
+    {
+        Some("checkpoint.monitor")
+    } else {
+        None
+    };
+    match key {
+        Some(key) => Err(experiment.error(
+            key,
+            "watches a validation metric but the dataset has no test images; set data.train/data.test or data.split".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Feature rows for the train set (with augmented copies) and the test set, the dataset's
+/// content hash, and the files that had to be skipped.
+type RunFeatures = (
+    LabeledFeatures,
+    LabeledFeatures,
+    String,
+    Vec<(PathBuf, String)>,
+);
+
+fn features_for(
+    experiment: &Experiment,
+    data: &ExperimentData,
+    backbone: &Backbone,
+    cache: &FeatureCache,
+    progress: &dyn Progress,
+) -> Result<RunFeatures> {
+    let c = &experiment.config;
+    let plain = |img: &LabeledImage| FeatureRequest {
+        path: img.path.clone(),
+        augment: None,
+    };
+    let mut requests: Vec<(FeatureRequest, usize, bool)> = Vec::new();
+    for img in &data.train {
+        requests.push((plain(img), img.class, true));
+        for copy in 0..c.augment.copies {
+            let augment = Some(AugmentCopy {
+                spec: &c.augment,
+                seed: c.train.seed,
+                copy,
+            });
+            requests.push((
+                FeatureRequest {
+                    path: img.path.clone(),
+                    augment,
+                },
+                img.class,
+                true,
+            ));
+        }
+    }
+    for img in &data.test {
+        requests.push((plain(img), img.class, false));
+    }
+    let only_requests: Vec<FeatureRequest> = requests.iter().map(|(r, _, _)| r.clone()).collect();
+    let extraction =
+        features::extract_requests(backbone, cache, &only_requests, c.data.resize, progress)?;
+
+    let mut hasher = blake3::Hasher::new();
+    for name in &data.classes {
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+    }
+    let (mut train_set, mut test_set) = (
+        LabeledFeatures::new(FEATURE_DIM),
+        LabeledFeatures::new(FEATURE_DIM),
+    );
+    for ((request, class, is_train), (features, content)) in requests
+        .iter()
+        .zip(extraction.features.iter().zip(&extraction.content))
+    {
+        if request.augment.is_none() {
+            if let Some(content) = content {
+                hasher.update(&[u8::from(*is_train)]);
+                hasher.update(&(*class as u64).to_le_bytes());
+                hasher.update(content.as_bytes());
+            }
+        }
+        if let Some(f) = features {
+            let set = if *is_train {
+                &mut train_set
+            } else {
+                &mut test_set
+            };
+            set.push(f, *class);
+        }
+    }
+    if c.head.l2_normalize {
+        train_set.l2_normalize();
+        test_set.l2_normalize();
+    }
+    Ok((
+        train_set,
+        test_set,
+        hasher.finalize().to_hex().to_string(),
+        extraction.skipped,
+    ))
+}
+
+/// A fresh 8-hex-digit run id (random, as Guild's are), unused in the store.
+fn new_run_id(store: &RunStore, config_hash: &str) -> Result<String> {
+    for attempt in 0u32.. {
+        let mut h = blake3::Hasher::new();
+        h.update(config_hash.as_bytes());
+        h.update(&std::process::id().to_le_bytes());
+        h.update(&attempt.to_le_bytes());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        h.update(&nanos.to_le_bytes());
+        let id = h.finalize().to_hex()[..8].to_string();
+        if !store.exists(&id)? {
+            return Ok(id);
+        }
+    }
+    unreachable!("the attempt counter is unbounded")
+}
+
+/// Records epochs in the store, writes checkpoints, and passes events on.
+struct StoreObserver<'a> {
+    store: &'a RunStore,
+    run_id: &'a str,
+    best_path: PathBuf,
+    events: &'a mut dyn RunEvents,
+}
+
+impl TrainObserver for StoreObserver<'_> {
+    fn epoch_finished(&mut self, metrics: &EpochMetrics) -> Result<()> {
+        self.store.add_epoch(self.run_id, metrics)?;
+        self.events.epoch(metrics);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, params: &HeadParams, _epoch: usize) -> Result<()> {
+        model::save_params(&self.best_path, params)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.events.cancelled()
+    }
+}
