@@ -28,6 +28,9 @@ pub struct Prediction {
     pub ranking: Vec<(String, f64)>,
 }
 
+/// Images that could not be read or decoded, with the reason.
+pub type Skipped = Vec<(PathBuf, String)>;
+
 /// Predictions for every readable image; unreadable ones come back in `skipped`.
 pub fn predict(
     backbone: &Backbone,
@@ -35,7 +38,7 @@ pub fn predict(
     cache: &FeatureCache,
     paths: &[PathBuf],
     progress: &dyn Progress,
-) -> Result<(Vec<Prediction>, Vec<(PathBuf, String)>)> {
+) -> Result<(Vec<Prediction>, Skipped)> {
     if backbone.weights_sha256() != head.meta.weights_sha256 {
         return Err(Error::InvalidArgument(format!(
             "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
