@@ -332,11 +332,14 @@ impl Experiment {
         Ok(experiment)
     }
 
-    /// An error about `key` of this experiment, pointed at the key's line.
+    /// An error about `key` of this experiment, pointed at the key's line (or, for a key
+    /// that is missing, at its closest written parent).
     pub fn error(&self, key: &str, message: String) -> Error {
+        let parents =
+            std::iter::successors(Some(key), |k| k.rsplit_once('.').map(|(parent, _)| parent));
         Error::Config {
             path: self.path.clone(),
-            line: line_of_key(&self.text, key),
+            line: parents.into_iter().find_map(|k| line_of_key(&self.text, k)),
             key: key.to_owned(),
             message,
         }

@@ -130,7 +130,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             } else {
                 runs::Format::Table
             };
-            let descending = desc || (sort == "started" && !desc);
+            let descending = desc || sort == "started";
             runs::list(&context, &sort, descending, format)
         }
         Command::Show { run } => runs::show(&context, &run),
