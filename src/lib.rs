@@ -21,6 +21,7 @@ pub mod dataset;
 pub mod error;
 pub mod features;
 pub mod image_prep;
+pub mod jobs;
 pub mod model;
 pub mod predict;
 pub mod progress;

@@ -37,7 +37,7 @@ pub struct Silent;
 impl RunEvents for Silent {}
 
 /// How a finished run ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
     pub run_id: String,
     pub test_accuracy: Option<f64>,
@@ -52,9 +52,14 @@ pub struct RunSummary {
 /// Opens the workspace's store and marks runs whose process has gone as interrupted.
 pub fn open_store(ws: &Workspace) -> Result<RunStore> {
     let store = RunStore::open(&ws.root().join("facelab.db"))?;
-    let models = ws.models_dir();
-    store.mark_interrupted(|id| run_is_alive(&model::run_dir(&models, id)))?;
+    mark_dead_runs(&store, ws)?;
     Ok(store)
+}
+
+/// Marks `running` runs whose process no longer holds their lock as interrupted.
+pub fn mark_dead_runs(store: &RunStore, ws: &Workspace) -> Result<Vec<String>> {
+    let models = ws.models_dir();
+    store.mark_interrupted(|id| run_is_alive(&model::run_dir(&models, id)))
 }
 
 /// A run is alive while some process holds the lock file in its model folder.
@@ -83,7 +88,7 @@ pub fn train_experiment(
         return Err(experiment.error("data.dir", "no readable training images".into()));
     }
 
-    let mut store = open_store(ws)?;
+    let store = open_store(ws)?;
     let run_id = new_run_id(&store, &experiment.config_hash())?;
     let model_dir = model::run_dir(&ws.models_dir(), &run_id);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;

@@ -18,6 +18,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// The TUI: first frame with N runs in the store, and each key's update + redraw.
+    Tui {
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 500)]
+        keys: usize,
+    },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
         /// Hidden layer sizes.
@@ -50,6 +57,10 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                     1000.0 / r.ms_per_image
                 );
             }
+        }
+        BenchCommand::Tui { runs, keys } => {
+            let (first, median, worst) = crate::tui::bench(runs, keys.max(1))?;
+            println!("facelab tui runs={runs}: first frame {first:.1} ms; key + redraw median {median:.2} ms, worst {worst:.2} ms over {keys} keys");
         }
         BenchCommand::Train {
             hidden,

@@ -98,6 +98,8 @@ enum Command {
     },
     /// Show what the workspace holds and what to do next.
     Status,
+    /// The terminal UI (also what `facelab` alone opens).
+    Tui,
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -107,7 +109,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
         workspace,
         weights: cli.weights,
     };
-    match cli.command.unwrap_or(Command::Status) {
+    match cli.command.unwrap_or(Command::Tui) {
+        Command::Tui => {
+            crate::tui::run(context.workspace, context.weights)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Embed {
             images,
             resize,

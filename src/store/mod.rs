@@ -189,33 +189,37 @@ impl RunStore {
     }
 
     /// Marks a run finished with its closing figures and confusion matrix, in one transaction.
-    pub fn finish_run(&mut self, run_id: &str, result: &RunResult) -> Result<()> {
-        let path = self.path.clone();
-        let err = |e| store_error(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "UPDATE runs SET status = 'finished', ended_at = ?2, best_epoch = ?3, test_accuracy = ?4 WHERE id = ?1",
-            params![run_id, now(), result.best_epoch.map(|e| e as i64), result.test_accuracy],
-        )
-        .map_err(err)?;
-        if let Some((matrix, classes, labels)) = &result.confusion {
+    pub fn finish_run(&self, run_id: &str, result: &RunResult) -> Result<()> {
+        self.in_transaction(|s| {
+            let err = s.err();
+            s.conn
+                .execute(
+                    "UPDATE runs SET status = 'finished', ended_at = ?2, best_epoch = ?3, test_accuracy = ?4 WHERE id = ?1",
+                    params![run_id, now(), result.best_epoch.map(|e| e as i64), result.test_accuracy],
+                )
+                .map_err(&err)?;
+            let Some((matrix, classes, labels)) = &result.confusion else {
+                return Ok(());
+            };
             let per_class = matrix.per_class();
             for (i, (name, label)) in classes.iter().zip(labels).enumerate() {
-                tx.execute(
-                    "INSERT INTO classes (run_id, idx, name, label, precision, recall, support) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![run_id, i as i64, name, label, per_class[i].precision, per_class[i].recall, per_class[i].support],
-                )
-                .map_err(err)?;
-                for (j, &count) in matrix.counts[i].iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO confusion (run_id, actual, predicted, count) VALUES (?1, ?2, ?3, ?4)",
-                        params![run_id, i as i64, j as i64, count],
+                s.conn
+                    .execute(
+                        "INSERT INTO classes (run_id, idx, name, label, precision, recall, support) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![run_id, i as i64, name, label, per_class[i].precision, per_class[i].recall, per_class[i].support],
                     )
-                    .map_err(err)?;
+                    .map_err(&err)?;
+                for (j, &count) in matrix.counts[i].iter().enumerate() {
+                    s.conn
+                        .execute(
+                            "INSERT INTO confusion (run_id, actual, predicted, count) VALUES (?1, ?2, ?3, ?4)",
+                            params![run_id, i as i64, j as i64, count],
+                        )
+                        .map_err(&err)?;
                 }
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Ends a run that did not finish (`Failed` or `Interrupted`), keeping why.
@@ -430,6 +434,28 @@ impl RunStore {
         Ok(())
     }
 
+    /// Runs `f` in one transaction: all of its writes land, or none. A savepoint, so these
+    /// nest (a bulk import can wrap calls that are transactions of their own).
+    pub fn in_transaction<T>(&self, f: impl FnOnce(&RunStore) -> Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("SAVEPOINT facelab")
+            .map_err(self.err())?;
+        match f(self) {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("RELEASE facelab")
+                    .map_err(self.err())?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO facelab; RELEASE facelab");
+                Err(e)
+            }
+        }
+    }
+
     /// Whether a run id is taken (ids are random; collisions are retried).
     pub fn exists(&self, run_id: &str) -> Result<bool> {
         self.conn
@@ -480,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
-        let mut store = RunStore::open_in_memory().unwrap();
+        let store = RunStore::open_in_memory().unwrap();
         store.create_run(&new_run("abc12345")).unwrap();
         assert_eq!(store.run("abc").unwrap().status, RunStatus::Running);
         store.add_epoch("abc12345", &epoch(1, 0.9)).unwrap();

@@ -1,0 +1,347 @@
+//! The terminal UI (`facelab` with no arguments, or `facelab tui`): a ratatui + crossterm app
+//! over the library. One channel of [`Msg`]s feeds the loop: keys from an input thread, a tick,
+//! database results from a store thread, and events from training and prediction jobs. The
+//! loop applies each message to the [`App`] (pure), hands the returned commands to the workers,
+//! and draws. `ratatui::init` restores the terminal on every exit, a panic included.
+
+pub mod app;
+mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyEventKind};
+use facelab::config::Experiment;
+use facelab::dataset;
+use facelab::jobs::{self, CancelHandle, TrainEvent};
+use facelab::model;
+use facelab::run::{mark_dead_runs, open_store};
+use facelab::store::RunStore;
+use facelab::workspace::Workspace;
+use ratatui::backend::Backend;
+use ratatui::Terminal;
+use ratatui_image::picker::Picker;
+
+use app::{App, Command, Msg, RunDetail};
+use view::ImageView;
+
+const TICK: Duration = Duration::from_millis(250);
+/// Ticks between reloads of the runs table, so other processes' runs show up within a second.
+const TICKS_PER_RELOAD: u64 = 4;
+
+pub fn run(workspace: Workspace, weights: Option<PathBuf>) -> anyhow::Result<()> {
+    // Fail before touching the terminal if the store cannot be opened.
+    drop(open_store(&workspace)?);
+    let mut terminal = ratatui::init();
+    let picker = Picker::from_query_stdio().unwrap_or_else(|_| Picker::from_fontsize((8, 16)));
+    let result = event_loop(&mut terminal, workspace, weights, ImageView::new(picker));
+    ratatui::restore();
+    result
+}
+
+fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    ws: Workspace,
+    weights: Option<PathBuf>,
+    mut image: ImageView,
+) -> anyhow::Result<()> {
+    let (tx, rx) = channel();
+    spawn_input_thread(tx.clone());
+    spawn_tick_thread(tx.clone());
+    let store_tx = spawn_store_thread(ws.clone(), tx.clone());
+    let mut runtime = Runtime {
+        ws,
+        weights,
+        tx,
+        store_tx,
+        job: None,
+    };
+    let mut app = App::default();
+    runtime.execute(Command::LoadRuns);
+    loop {
+        terminal.draw(|f| view::render(f, &app, &mut image))?;
+        let first = rx.recv()?;
+        for msg in std::iter::once(first).chain(rx.try_iter()) {
+            let reload = msg == Msg::Tick && (app.ticks + 1) % TICKS_PER_RELOAD == 0;
+            for command in app.update(msg) {
+                runtime.execute(command);
+            }
+            if reload {
+                runtime.execute(Command::LoadRuns);
+            }
+        }
+        if app.quit {
+            if let Some(job) = &runtime.job {
+                job.cancel();
+            }
+            return Ok(());
+        }
+    }
+}
+
+fn spawn_input_thread(tx: Sender<Msg>) {
+    std::thread::spawn(move || loop {
+        match event::read() {
+            Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => {
+                if tx.send(Msg::Key(key)).is_err() {
+                    return;
+                }
+            }
+            // A resize needs only a redraw, which any message brings.
+            Ok(Event::Resize(..)) => {
+                let _ = tx.send(Msg::Tick);
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    });
+}
+
+fn spawn_tick_thread(tx: Sender<Msg>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(TICK);
+        if tx.send(Msg::Tick).is_err() {
+            return;
+        }
+    });
+}
+
+/// Database work runs on its own thread with its own connection, so the UI never waits on it.
+fn spawn_store_thread(ws: Workspace, tx: Sender<Msg>) -> Sender<Command> {
+    let (cmd_tx, cmd_rx) = channel::<Command>();
+    std::thread::spawn(move || {
+        let store = match open_store(&ws) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e.to_string()));
+                return;
+            }
+        };
+        for command in cmd_rx {
+            let msg = serve(&store, &ws, command).unwrap_or_else(|e| Msg::Error(format!("{e:#}")));
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    cmd_tx
+}
+
+/// Carries out one database command and says what came of it.
+fn serve(store: &RunStore, ws: &Workspace, command: Command) -> anyhow::Result<Msg> {
+    Ok(match command {
+        Command::LoadRuns => {
+            mark_dead_runs(store, ws)?;
+            Msg::RunsLoaded(store.runs()?)
+        }
+        Command::LoadDetail(id) => Msg::DetailLoaded(Box::new(load_detail(store, &id)?)),
+        Command::LoadCompare(ids) => Msg::CompareLoaded(
+            ids.iter()
+                .map(|id| load_detail(store, id))
+                .collect::<Result<_, _>>()?,
+        ),
+        Command::DeleteRun(id) => {
+            store.delete_run(&id)?;
+            let dir = model::run_dir(&ws.models_dir(), &id);
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            Msg::RunsLoaded(store.runs()?)
+        }
+        Command::SetTags(id, tags) => {
+            store.set_tags(&id, &tags)?;
+            Msg::RunsLoaded(store.runs()?)
+        }
+        Command::SetNotes(id, notes) => {
+            store.set_notes(&id, &notes)?;
+            Msg::RunsLoaded(store.runs()?)
+        }
+        Command::ListExperiments => Msg::ExperimentsListed(list_experiments(ws)),
+        Command::ListPredictImages(id) => Msg::PredictImages(test_images(store, ws, &id)?),
+        other => Msg::Error(format!("not a store command: {other:?}")),
+    })
+}
+
+fn load_detail(store: &RunStore, id: &str) -> facelab::Result<RunDetail> {
+    Ok(RunDetail {
+        run: store.run(id)?,
+        epochs: store.epochs(id)?,
+        confusion: store.confusion(id)?,
+    })
+}
+
+/// `experiments/*.yaml`, as workspace-relative paths, sorted.
+fn list_experiments(ws: &Workspace) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ws.experiments_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter_map(|p| p.strip_prefix(ws.root()).map(Path::to_owned).ok())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The test images of the dataset a run was trained on (all its images when it had no test set).
+fn test_images(store: &RunStore, ws: &Workspace, id: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let run = store.run(id)?;
+    let experiment = Experiment::parse(Path::new("config.yaml"), &run.config_yaml)?;
+    let data = &experiment.config.data;
+    let dir = ws.root().join(&data.dir);
+    let dir = match &data.test {
+        Some(test) => dir.join(test),
+        None => dir,
+    };
+    Ok(dataset::list_images(&dir)
+        .map(|l| l.images)
+        .unwrap_or_default())
+}
+
+/// Sends commands where they belong: the store thread, or a job.
+struct Runtime {
+    ws: Workspace,
+    weights: Option<PathBuf>,
+    tx: Sender<Msg>,
+    store_tx: Sender<Command>,
+    job: Option<CancelHandle>,
+}
+
+impl Runtime {
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::StartTraining(path) => self.start_training(&path),
+            Command::CancelTraining => {
+                if let Some(job) = &self.job {
+                    job.cancel();
+                }
+            }
+            Command::Predict(run_id, image) => {
+                let rx =
+                    jobs::spawn_prediction(self.ws.clone(), run_id, image, self.weights.clone());
+                forward(rx, self.tx.clone(), Msg::Predicted);
+            }
+            store_command => {
+                let _ = self.store_tx.send(store_command);
+            }
+        }
+    }
+
+    fn start_training(&mut self, path: &Path) {
+        let experiment = match Experiment::load(&self.ws.root().join(path)) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(Msg::Train(TrainEvent::Finished(Err(format!("error: {e}")))));
+                return;
+            }
+        };
+        let job = jobs::spawn_training(self.ws.clone(), experiment, self.weights.clone());
+        self.job = Some(job.cancel);
+        forward(job.events, self.tx.clone(), Msg::Train);
+    }
+}
+
+/// Moves every value from `rx` into the UI channel as a message.
+fn forward<T: Send + 'static>(rx: Receiver<T>, tx: Sender<Msg>, wrap: fn(T) -> Msg) {
+    std::thread::spawn(move || {
+        for value in rx {
+            if tx.send(wrap(value)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Measures what the TUI costs: the first frame with `runs` runs in the store (open, load,
+/// draw), and each key's update and redraw. Returns (first frame ms, median key ms, worst key ms).
+pub fn bench(runs: usize, keys: usize) -> anyhow::Result<(f64, f64, f64)> {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+
+    let dir = tempfile::tempdir()?;
+    let ws = Workspace::new(dir.path());
+    fill_store(&open_store(&ws)?, runs)?;
+    let mut terminal = Terminal::new(TestBackend::new(160, 48))?;
+    let mut image = ImageView::new(Picker::from_fontsize((8, 16)));
+
+    let start = Instant::now();
+    let store = open_store(&ws)?;
+    let mut app = App::default();
+    app.update(Msg::RunsLoaded(store.runs()?));
+    terminal.draw(|f| view::render(f, &app, &mut image))?;
+    let first_frame = start.elapsed().as_secs_f64() * 1000.0;
+
+    let codes = [
+        KeyCode::Char('j'),
+        KeyCode::Char('j'),
+        KeyCode::Char('k'),
+        KeyCode::Char('s'),
+        KeyCode::PageDown,
+        KeyCode::Char(' '),
+    ];
+    let mut times: Vec<f64> = (0..keys)
+        .map(|i| {
+            let t = Instant::now();
+            app.update(Msg::Key(KeyEvent::new(
+                codes[i % codes.len()],
+                KeyModifiers::NONE,
+            )));
+            terminal
+                .draw(|f| view::render(f, &app, &mut image))
+                .expect("test backend draws");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok((
+        first_frame,
+        times[times.len() / 2],
+        *times.last().unwrap_or(&0.0),
+    ))
+}
+
+/// `runs` finished runs of three epochs each, for the benchmark.
+fn fill_store(store: &RunStore, runs: usize) -> facelab::Result<()> {
+    use facelab::store::{NewRun, RunResult};
+    use facelab::train::EpochMetrics;
+    store.in_transaction(|s| {
+        for i in 0..runs {
+            let id = format!("{i:08x}");
+            s.create_run(&NewRun {
+                id: id.clone(),
+                experiment: format!("experiment-{}", i % 17),
+                config_yaml: format!("name: e{i}\ntrain:\n  epochs: 3\n"),
+                config_hash: "c".into(),
+                dataset_hash: "d".into(),
+                weights_hash: "w".into(),
+                seed: i as u64,
+            })?;
+            for epoch in 1..=3 {
+                let f = (i % 100) as f64 / 100.0;
+                s.add_epoch(
+                    &id,
+                    &EpochMetrics {
+                        epoch,
+                        loss: 1.0 - f,
+                        accuracy: f,
+                        val_loss: Some(1.1 - f),
+                        val_accuracy: Some(f),
+                        seconds: 0.2,
+                    },
+                )?;
+            }
+            s.finish_run(
+                &id,
+                &RunResult {
+                    best_epoch: Some(3),
+                    test_accuracy: Some(0.9),
+                    confusion: None,
+                },
+            )?;
+        }
+        Ok(())
+    })
+}

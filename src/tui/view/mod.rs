@@ -1,0 +1,217 @@
+//! Drawing the TUI: one function per screen over the [`App`] state, plus the tab bar, the
+//! footer with the main keys, and the help overlay. Everything adapts to the frame size, from
+//! 40x10 up; nothing here changes state except the image widget's cache.
+
+mod compare;
+mod detail;
+mod experiments;
+mod predict;
+mod runs;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
+use ratatui::Frame;
+
+pub use predict::ImageView;
+
+use super::app::{App, Input, Screen};
+
+pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
+    let [tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_tabs(frame, app, tabs);
+    match app.screen {
+        Screen::Runs => runs::render(frame, app, body),
+        Screen::Detail => detail::render(frame, app, body),
+        Screen::Compare => compare::render(frame, app, body),
+        Screen::Experiments => experiments::render(frame, app, body),
+        Screen::Predict => predict::render(frame, app, body, image),
+    }
+    render_footer(frame, app, footer);
+    if app.show_help {
+        render_help(frame, app);
+    }
+}
+
+fn render_tabs(frame: &mut Frame, app: &App, area: Rect) {
+    let selected = match app.screen {
+        Screen::Runs | Screen::Detail | Screen::Compare => 0,
+        Screen::Experiments => 1,
+        Screen::Predict => 2,
+    };
+    let titles = ["Runs", "Experiments", "Predict"];
+    let tabs = Tabs::new(titles)
+        .select(selected)
+        .highlight_style(
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        )
+        .divider("|");
+    let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(9)]).areas(area);
+    frame.render_widget(tabs, left);
+    frame.render_widget(
+        Paragraph::new(Span::from("facelab").bold()).right_aligned(),
+        right,
+    );
+}
+
+/// The main keys of the current screen, or the line being typed, or the latest status.
+fn render_footer(frame: &mut Frame, app: &App, area: Rect) {
+    let line = if let Some(input) = &app.input {
+        let prompt = match input {
+            Input::Filter => "filter: ",
+            Input::Tags(_) => "tags (comma separated): ",
+            Input::Notes(_) => "notes: ",
+            Input::ImagePath => "image path: ",
+        };
+        Line::from(vec![
+            Span::from(prompt).bold(),
+            Span::from(app.input_text.as_str()),
+            Span::from("█"),
+        ])
+    } else if !app.status.is_empty() {
+        Line::from(Span::from(app.status.as_str()).fg(Color::Yellow))
+    } else {
+        let keys = keys_for(app.screen)
+            .iter()
+            .take(6)
+            .map(|(k, what)| format!("{k} {what}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        Line::from(Span::from(format!("{keys}  ? help  q quit")).fg(Color::DarkGray))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// Each screen's keys, for the footer and the help overlay.
+pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
+    match screen {
+        Screen::Runs => &[
+            ("↑↓/jk", "move"),
+            ("Enter", "open"),
+            ("Space", "mark"),
+            ("c", "compare marked"),
+            ("/", "filter"),
+            ("s", "sort"),
+            ("t", "tags"),
+            ("n", "notes"),
+            ("d", "delete"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Detail => &[("Esc", "back"), ("Tab", "next screen")],
+        Screen::Compare => &[
+            ("a", "all keys / differing keys"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Experiments => &[
+            ("↑↓/jk", "move"),
+            ("Enter", "start a run"),
+            ("x", "cancel the run"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Predict => &[
+            ("↑↓/jk", "move"),
+            ("Enter", "predict"),
+            ("r", "random test image"),
+            ("p", "type a path"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+    }
+}
+
+fn render_help(frame: &mut Frame, app: &App) {
+    let keys = keys_for(app.screen);
+    let area = centered(frame.area(), 52, keys.len() as u16 + 6);
+    let mut lines: Vec<Line> = keys
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::from(format!("{k:>8}  ")).bold(),
+                Span::from(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(vec![
+        Span::from(format!("{:>8}  ", "?")).bold(),
+        Span::from("this help"),
+    ]));
+    lines.push(Line::from(vec![
+        Span::from(format!("{:>8}  ", "q")).bold(),
+        Span::from("quit"),
+    ]));
+    lines.push(Line::from(
+        Span::from("any key closes this").fg(Color::DarkGray),
+    ));
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(" keys "))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// A rectangle of at most `width` x `height` in the middle of `area`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+/// `0.1234` or `-` for a missing figure.
+pub fn fmt4(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+pub fn fmt_duration(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "-".into(),
+        Some(s) if s < 60.0 => format!("{s:.1}s"),
+        Some(s) if s < 3600.0 => format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
+        Some(s) => format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        ),
+    }
+}
+
+#[cfg(test)]
+pub mod test_support {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use super::*;
+
+    /// Renders `app` on a `width` x `height` test terminal and returns the screen as text.
+    pub fn screen_text(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        let mut image = ImageView::for_tests();
+        terminal.draw(|f| render(f, app, &mut image)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
