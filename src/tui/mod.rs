@@ -34,10 +34,33 @@ pub fn run(workspace: Workspace, weights: Option<PathBuf>) -> anyhow::Result<()>
     // Fail before touching the terminal if the store cannot be opened.
     drop(open_store(&workspace)?);
     let mut terminal = ratatui::init();
-    let picker = Picker::from_query_stdio().unwrap_or_else(|_| Picker::from_fontsize((8, 16)));
+    let picker = image_picker();
     let result = event_loop(&mut terminal, workspace, weights, ImageView::new(picker));
     ratatui::restore();
     result
+}
+
+/// Asks the terminal for its image protocol only where the environment names a terminal that
+/// answers: the query reads stdin on a thread of its own, and where no answer comes (tmux,
+/// plain SSH terminals) that thread would go on eating keystrokes. Elsewhere, half-blocks
+/// (which any terminal shows) or what the environment reveals. FACELAB_IMAGES=query forces the
+/// query, FACELAB_IMAGES=halfblocks forbids it.
+fn image_picker() -> Picker {
+    let fallback = || Picker::from_fontsize((8, 16));
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let capable = !var("KITTY_WINDOW_ID").is_empty()
+        || var("TERM").contains("kitty")
+        || ["WezTerm", "iTerm.app", "ghostty"].contains(&var("TERM_PROGRAM").as_str());
+    let query = match var("FACELAB_IMAGES").as_str() {
+        "query" => true,
+        "halfblocks" => false,
+        _ => capable && var("TMUX").is_empty(),
+    };
+    if query {
+        Picker::from_query_stdio().unwrap_or_else(|_| fallback())
+    } else {
+        fallback()
+    }
 }
 
 fn event_loop<B: Backend>(

@@ -124,7 +124,11 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 _ => Some(v),
             });
         let cells = values.iter().map(|v| {
-            let cell = Cell::from(fmt4(*v));
+            let text = match v {
+                Some(x) if x.fract() == 0.0 && *name == "epochs" => format!("{x:.0}"),
+                _ => fmt4(*v),
+            };
+            let cell = Cell::from(text);
             if v.is_some() && *v == best && runs.len() > 1 {
                 cell.style(Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
             } else {
