@@ -49,10 +49,10 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let widths: Vec<Constraint> = std::iter::once(Constraint::Length(28))
         .chain(runs.iter().map(|_| Constraint::Min(10)))
         .collect();
-    let title = if app.compare_all_keys {
-        " config (all keys; a: only differing) "
-    } else {
-        " config keys that differ (a: all) "
+    let title = match (app.compare_all_keys, keys.is_empty()) {
+        (true, _) => " config (all keys; a: only differing) ",
+        (false, true) => " the configs are identical (a: show all keys) ",
+        (false, false) => " config keys that differ (a: all) ",
     };
     frame.render_widget(
         Table::new(rows, widths.clone())

@@ -215,3 +215,81 @@ pub mod test_support {
             .join("\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::screen_text;
+    use crate::tui::app::{App, JobView, Msg, RunDetail, Screen};
+
+    fn busy_app() -> App {
+        let mut app = App::default();
+        let run =
+            crate::tui::app::tests_support::run("abcd1234", "seed", 0.9, "2026-11-29T07:00:00Z");
+        app.update(Msg::RunsLoaded(vec![run.clone()]));
+        app.update(Msg::DetailLoaded(Box::new(RunDetail {
+            run: run.clone(),
+            epochs: Vec::new(),
+            confusion: None,
+        })));
+        app.update(Msg::CompareLoaded(vec![
+            RunDetail {
+                run: run.clone(),
+                epochs: Vec::new(),
+                confusion: None
+            };
+            2
+        ]));
+        app.experiments = vec!["experiments/seed.yaml".into()];
+        app.job = Some(JobView {
+            experiment: "experiments/seed.yaml".into(),
+            run_id: None,
+            features: (3, 10),
+            total_epochs: 0,
+            epochs: Vec::new(),
+            outcome: None,
+        });
+        app.predict.run_id = Some("abcd1234".into());
+        app
+    }
+
+    #[test]
+    fn every_screen_draws_at_any_size_without_panicking() {
+        let mut app = busy_app();
+        for screen in [
+            Screen::Runs,
+            Screen::Detail,
+            Screen::Compare,
+            Screen::Experiments,
+            Screen::Predict,
+        ] {
+            app.screen = screen;
+            for help in [false, true] {
+                app.show_help = help;
+                for (w, h) in [(40, 10), (10, 4), (1, 1), (80, 24), (200, 60)] {
+                    screen_text(&app, w, h);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn help_lists_the_keys_of_the_current_screen_and_the_footer_the_main_ones() {
+        let mut app = busy_app();
+        app.screen = Screen::Runs;
+        let footer = screen_text(&app, 120, 30);
+        assert!(
+            footer.contains("Enter open") && footer.contains("? help") && footer.contains("q quit"),
+            "{footer}"
+        );
+        app.show_help = true;
+        let help = screen_text(&app, 120, 30);
+        assert!(
+            help.contains(" keys ") && help.contains("delete") && help.contains("compare marked"),
+            "{help}"
+        );
+        app.screen = Screen::Experiments;
+        assert!(screen_text(&app, 120, 30).contains("cancel the run"));
+        app.show_help = false;
+        assert!(screen_text(&app, 120, 30).contains("features 3/10"));
+    }
+}
