@@ -138,3 +138,24 @@ pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) 
         parameters,
     }
 }
+
+/// Face detection speed: median milliseconds per image over `images`, on this thread alone.
+pub fn detect(
+    cascade: &crate::capture::cascade::Cascade,
+    images: &[image::GrayImage],
+    params: &crate::capture::cascade::DetectParams,
+    rounds: usize,
+) -> f64 {
+    for image in images.iter().take(WARMUP_RUNS) {
+        std::hint::black_box(cascade.detect(image, params));
+    }
+    let mut times: Vec<f64> = (0..rounds.max(1))
+        .flat_map(|_| images.iter())
+        .map(|image| {
+            let start = Instant::now();
+            std::hint::black_box(cascade.detect(image, params));
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    median(&mut times)
+}

@@ -16,6 +16,7 @@
 pub mod augment;
 pub mod backbone;
 pub mod bench;
+pub mod capture;
 pub mod config;
 pub mod dataset;
 pub mod error;

@@ -7,6 +7,7 @@ mod tui;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
@@ -17,5 +18,15 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `facelab runs --json | head` would fail with a "broken pipe" panic;
+/// like other command-line tools, end quietly when the reader goes away.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

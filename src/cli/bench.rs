@@ -25,6 +25,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         keys: usize,
     },
+    /// Face detection: median ms per image over the photos in DIR, one thread, the notebook's
+    /// parameters (scale 1.3, 5 neighbours).
+    Detect {
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        cascade: Option<std::path::PathBuf>,
+        /// Passes over the folder.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
         /// Hidden layer sizes.
@@ -61,6 +71,30 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Tui { runs, keys } => {
             let (first, median, worst) = crate::tui::bench(runs, keys.max(1))?;
             println!("facelab tui runs={runs}: first frame {first:.1} ms; key + redraw median {median:.2} ms, worst {worst:.2} ms over {keys} keys");
+        }
+        BenchCommand::Detect {
+            dir,
+            cascade,
+            rounds,
+        } => {
+            use facelab::capture::cascade::{find_face_cascade, to_gray, Cascade, DetectParams};
+            let cascade = Cascade::load(&find_face_cascade(cascade.as_deref())?)?;
+            let images: Vec<image::GrayImage> = facelab::dataset::list_images(&dir)?
+                .images
+                .iter()
+                .filter_map(|p| image::open(p).ok().map(|im| to_gray(&im.to_rgb8())))
+                .collect();
+            anyhow::ensure!(
+                !images.is_empty(),
+                "no readable images under {}",
+                dir.display()
+            );
+            let (w, h) = images[0].dimensions();
+            let ms = bench::detect(&cascade, &images, &DetectParams::default(), rounds);
+            println!(
+                "facelab detect threads=1 images={} ({w}x{h} first): {ms:.2} ms/image median",
+                images.len()
+            );
         }
         BenchCommand::Train {
             hidden,

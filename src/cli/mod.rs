@@ -3,6 +3,7 @@
 //! diagnostics to stderr.
 
 mod bench;
+mod detect;
 mod embed;
 mod features;
 mod predict;
@@ -91,6 +92,26 @@ enum Command {
     },
     /// Delete a run: its record and its saved head.
     Rm { run: String },
+    /// Find faces with OpenCV's Haar cascade; one JSON object per line: {"path", "faces": [[x, y, w, h], ...]}.
+    Detect {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How much the window grows per level (detectMultiScale's scaleFactor).
+        #[arg(long, default_value_t = 1.3)]
+        scale: f64,
+        /// Hits a face needs beyond the first (detectMultiScale's minNeighbors).
+        #[arg(long, default_value_t = 5)]
+        neighbors: u32,
+        /// Smallest face side in pixels.
+        #[arg(long, default_value_t = 0)]
+        min_size: u32,
+        /// Largest face side in pixels.
+        #[arg(long)]
+        max_size: Option<u32>,
+        /// The cascade XML (default: OpenCV's haarcascade_frontalface_default.xml where installed).
+        #[arg(long)]
+        cascade: Option<PathBuf>,
+    },
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -147,6 +168,25 @@ pub fn run() -> anyhow::Result<ExitCode> {
             annotate,
         } => predict::run(&context, &run, &images, json, annotate.as_deref()),
         Command::Rm { run } => runs::remove(&context, &run),
+        Command::Detect {
+            images,
+            scale,
+            neighbors,
+            min_size,
+            max_size,
+            cascade,
+        } => {
+            if scale.is_nan() || scale <= 1.0 {
+                anyhow::bail!("--scale {scale}: must be greater than 1 (the notebook used 1.3)");
+            }
+            let params = facelab::capture::cascade::DetectParams {
+                scale_factor: scale,
+                min_neighbors: neighbors,
+                min_size,
+                max_size,
+            };
+            detect::run(&images, params, cascade.as_deref())
+        }
     }
 }
 

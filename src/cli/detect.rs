@@ -1,0 +1,37 @@
+//! `facelab detect IMAGE...`: faces found by the Haar cascade, one JSON object per line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use facelab::capture::cascade::{find_face_cascade, to_gray, Cascade, DetectParams};
+use serde_json::json;
+
+pub fn run(
+    images: &[PathBuf],
+    params: DetectParams,
+    cascade: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let cascade = Cascade::load(&find_face_cascade(cascade)?)?;
+    let mut failed = false;
+    for path in images {
+        let image = match image::open(path) {
+            Ok(im) => im.to_rgb8(),
+            Err(e) => {
+                eprintln!("skipped: {}: {e}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        let faces: Vec<[i32; 4]> = cascade
+            .detect(&to_gray(&image), &params)
+            .iter()
+            .map(|r| [r.x, r.y, r.width, r.height])
+            .collect();
+        println!("{}", json!({ "path": path, "faces": faces }));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
