@@ -3,6 +3,7 @@
 //! diagnostics to stderr.
 
 mod bench;
+mod capture;
 mod detect;
 mod embed;
 mod features;
@@ -38,6 +39,29 @@ struct Cli {
 
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Detect the face in each photo of a folder and save the crops for one person (one crop
+    /// per photo with a face; the capture gates are off unless asked for).
+    Import {
+        dir: PathBuf,
+        #[arg(long)]
+        person: String,
+        #[command(flatten)]
+        gates: capture::GateArgs,
+    },
+    /// People, images per split, near-duplicates and too-small images in facedata/.
+    Stats {
+        /// Images with a shorter side below this are reported as too small.
+        #[arg(long, default_value_t = 64)]
+        min_size: u32,
+        #[arg(long, default_value_t = 3.0)]
+        duplicate_distance: f32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +136,27 @@ enum Command {
         #[arg(long)]
         cascade: Option<PathBuf>,
     },
+    /// Capture face crops of one person from a camera or a folder of photos into facedata/.
+    Capture {
+        #[arg(long)]
+        person: String,
+        /// Crops to save.
+        #[arg(long, default_value_t = 15)]
+        count: usize,
+        /// camera:N (a webcam through nokhwa) or dir:PATH (photos).
+        #[arg(long, default_value = "camera:0")]
+        source: String,
+        /// Least time between two saves (default 300 ms from a camera, 0 from photos).
+        #[arg(long)]
+        interval_ms: Option<u64>,
+        #[command(flatten)]
+        gates: capture::GateArgs,
+    },
+    /// Datasets: import photos, survey facedata/.
+    Dataset {
+        #[command(subcommand)]
+        what: DatasetCommand,
+    },
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -168,6 +213,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
             annotate,
         } => predict::run(&context, &run, &images, json, annotate.as_deref()),
         Command::Rm { run } => runs::remove(&context, &run),
+        Command::Capture {
+            person,
+            count,
+            source,
+            interval_ms,
+            gates,
+        } => capture::capture(&context, &person, count, &source, interval_ms, &gates),
+        Command::Dataset { what } => match what {
+            DatasetCommand::Import { dir, person, gates } => {
+                capture::import(&context, &dir, &person, &gates)
+            }
+            DatasetCommand::Stats {
+                min_size,
+                duplicate_distance,
+                json,
+            } => capture::stats(&context, min_size, duplicate_distance, json),
+        },
         Command::Detect {
             images,
             scale,

@@ -1,0 +1,351 @@
+//! A capture session: for each frame, find the largest face, check it (big enough, sharp enough,
+//! not a near-copy of one already saved for this person, not too soon after the last save),
+//! crop it, resize it to 224x224 and save it as a JPEG under `facedata/<split>/<person>/` with a
+//! name that never overwrites another file.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+
+use super::cascade::{to_gray, Cascade, DetectParams, Rect};
+use super::quality::{laplacian_variance, Thumbnail};
+use crate::dataset;
+use crate::error::{Error, Result};
+
+/// Side of the saved crops, the backbone's input size.
+pub const CROP_SIZE: u32 = 224;
+
+/// Where the saved crops go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SplitChoice {
+    Train,
+    Test,
+    /// This fraction of the crops, spread evenly through the session, goes to `test/`.
+    TestFraction(f64),
+}
+
+impl std::str::FromStr for SplitChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "train" => Ok(SplitChoice::Train),
+            "test" => Ok(SplitChoice::Test),
+            other => match other.parse::<f64>() {
+                Ok(f) if (0.0..=1.0).contains(&f) => Ok(SplitChoice::TestFraction(f)),
+                _ => Err(format!(
+                    "split '{other}': use train, test, or a test fraction between 0 and 1"
+                )),
+            },
+        }
+    }
+}
+
+/// A session's settings; the defaults are the notebook's (15 crops) with gates users expect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSettings {
+    pub person: String,
+    /// Stop after this many saved crops (`None`: until the source runs out).
+    pub count: Option<usize>,
+    pub split: SplitChoice,
+    /// At least this long between two saves, so the crops differ.
+    pub interval: Duration,
+    /// Faces smaller than this (side, pixels) are skipped.
+    pub min_face: u32,
+    /// Crops whose Laplacian variance is below this are too blurred (0 turns the gate off).
+    pub min_sharpness: f64,
+    /// Crops closer than this (mean grey-level difference of thumbnails) to a saved one are
+    /// near-duplicates (0 turns the gate off).
+    pub duplicate_distance: f32,
+    pub detect: DetectParams,
+}
+
+impl CaptureSettings {
+    pub fn new(person: &str) -> Self {
+        CaptureSettings {
+            person: person.to_owned(),
+            count: Some(15),
+            split: SplitChoice::Train,
+            interval: Duration::from_millis(300),
+            min_face: 80,
+            min_sharpness: 15.0,
+            duplicate_distance: 3.0,
+            detect: DetectParams::default(),
+        }
+    }
+}
+
+/// What happened to one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameOutcome {
+    Saved {
+        path: PathBuf,
+        face: Rect,
+    },
+    NoFace,
+    TooSmall {
+        face: Rect,
+    },
+    Blurry {
+        face: Rect,
+        sharpness: f64,
+    },
+    Duplicate {
+        face: Rect,
+    },
+    TooSoon {
+        face: Rect,
+    },
+    /// The target count is reached; nothing more is saved.
+    Done,
+}
+
+impl FrameOutcome {
+    /// The face the frame was judged on, if any (to draw its box).
+    pub fn face(&self) -> Option<Rect> {
+        match self {
+            FrameOutcome::Saved { face, .. }
+            | FrameOutcome::TooSmall { face }
+            | FrameOutcome::Blurry { face, .. }
+            | FrameOutcome::Duplicate { face }
+            | FrameOutcome::TooSoon { face } => Some(*face),
+            FrameOutcome::NoFace | FrameOutcome::Done => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            FrameOutcome::Saved { path, .. } => format!("saved {}", path.display()),
+            FrameOutcome::NoFace => "no face".into(),
+            FrameOutcome::TooSmall { face } => format!("face too small ({} px)", face.width),
+            FrameOutcome::Blurry { sharpness, .. } => {
+                format!("too blurred (sharpness {sharpness:.0})")
+            }
+            FrameOutcome::Duplicate { .. } => "too like a saved crop".into(),
+            FrameOutcome::TooSoon { .. } => "waiting between saves".into(),
+            FrameOutcome::Done => "done".into(),
+        }
+    }
+}
+
+/// A person name must stay one folder inside facedata/: no separators, no `..`, no hidden names.
+pub fn check_person_name(name: &str) -> Result<()> {
+    let bad = name.trim().is_empty()
+        || name.contains(['/', '\\', ':'])
+        || name.starts_with('.')
+        || name.chars().any(char::is_control)
+        || name.len() > 100;
+    if bad {
+        return Err(Error::InvalidArgument(format!(
+            "person name {name:?} cannot be a folder name: use letters, digits, spaces, '-' or '_', without '/', '\\\\', ':' or a leading '.'"
+        )));
+    }
+    Ok(())
+}
+
+pub struct CaptureSession {
+    settings: CaptureSettings,
+    cascade: Cascade,
+    facedata: PathBuf,
+    saved_thumbnails: Vec<Thumbnail>,
+    saved: usize,
+    last_save: Option<Instant>,
+}
+
+impl CaptureSession {
+    /// Starts a session saving into `facedata`; crops already saved for the person count for
+    /// the duplicate check.
+    pub fn new(facedata: &Path, settings: CaptureSettings, cascade: Cascade) -> Result<Self> {
+        check_person_name(&settings.person)?;
+        let mut saved_thumbnails = Vec::new();
+        if settings.duplicate_distance > 0.0 {
+            for split in ["train", "test", ""] {
+                let dir = facedata.join(split).join(&settings.person);
+                if let Ok(listing) = dataset::list_images(&dir) {
+                    saved_thumbnails.extend(
+                        listing
+                            .images
+                            .iter()
+                            .filter_map(|p| image::open(p).ok())
+                            .map(|im| Thumbnail::of(&im.to_rgb8())),
+                    );
+                }
+            }
+        }
+        Ok(CaptureSession {
+            settings,
+            cascade,
+            facedata: facedata.to_owned(),
+            saved_thumbnails,
+            saved: 0,
+            last_save: None,
+        })
+    }
+
+    pub fn saved(&self) -> usize {
+        self.saved
+    }
+
+    pub fn settings(&self) -> &CaptureSettings {
+        &self.settings
+    }
+
+    pub fn done(&self) -> bool {
+        self.settings.count.is_some_and(|c| self.saved >= c)
+    }
+
+    /// Judges one frame and saves its face if every gate passes.
+    pub fn process(&mut self, frame: &RgbImage, now: Instant) -> Result<FrameOutcome> {
+        if self.done() {
+            return Ok(FrameOutcome::Done);
+        }
+        let faces = self.cascade.detect(&to_gray(frame), &self.settings.detect);
+        let Some(face) = faces.into_iter().max_by_key(|r| r.area()) else {
+            return Ok(FrameOutcome::NoFace);
+        };
+        if (face.width.min(face.height) as u32) < self.settings.min_face {
+            return Ok(FrameOutcome::TooSmall { face });
+        }
+        if self
+            .last_save
+            .is_some_and(|t| now.duration_since(t) < self.settings.interval)
+        {
+            return Ok(FrameOutcome::TooSoon { face });
+        }
+        let crop = crop_square(frame, face);
+        if self.settings.min_sharpness > 0.0 {
+            let sharpness = laplacian_variance(&to_gray(&crop));
+            if sharpness < self.settings.min_sharpness {
+                return Ok(FrameOutcome::Blurry { face, sharpness });
+            }
+        }
+        let thumbnail = Thumbnail::of(&crop);
+        if self.settings.duplicate_distance > 0.0
+            && self
+                .saved_thumbnails
+                .iter()
+                .any(|t| t.distance(&thumbnail) < self.settings.duplicate_distance)
+        {
+            return Ok(FrameOutcome::Duplicate { face });
+        }
+        let path = self.save(&crop)?;
+        self.saved_thumbnails.push(thumbnail);
+        self.saved += 1;
+        self.last_save = Some(now);
+        Ok(FrameOutcome::Saved { path, face })
+    }
+
+    /// The split of the next crop: a test fraction is spread evenly (the k-th crop goes to test
+    /// when floor(k * f) steps up).
+    fn next_split(&self) -> &'static str {
+        match self.settings.split {
+            SplitChoice::Train => "train",
+            SplitChoice::Test => "test",
+            SplitChoice::TestFraction(f) => {
+                let k = self.saved as f64;
+                if ((k + 1.0) * f).floor() > (k * f).floor() {
+                    "test"
+                } else {
+                    "train"
+                }
+            }
+        }
+    }
+
+    fn save(&self, crop: &RgbImage) -> Result<PathBuf> {
+        let dir = self
+            .facedata
+            .join(self.next_split())
+            .join(&self.settings.person);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(crop)
+            .map_err(|e| Error::Image {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        for n in 1.. {
+            let path = dir.join(format!("{}_{stamp}_{n:03}.jpg", self.settings.person));
+            // create_new never replaces a file; the bytes go to a temporary file first so a
+            // crash leaves no half-written JPEG under the final name.
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => {
+                    crate::model::write_atomically(&path, &jpeg)?;
+                    return Ok(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        unreachable!("the name counter is unbounded")
+    }
+}
+
+/// The face box (clipped to the frame) resized to 224x224.
+pub fn crop_square(frame: &RgbImage, face: Rect) -> RgbImage {
+    let (fw, fh) = frame.dimensions();
+    let x = face.x.clamp(0, fw as i32 - 1) as u32;
+    let y = face.y.clamp(0, fh as i32 - 1) as u32;
+    let w = (face.width as u32).min(fw - x).max(1);
+    let h = (face.height as u32).min(fh - y).max(1);
+    let region = image::imageops::crop_imm(frame, x, y, w, h).to_image();
+    image::imageops::resize(
+        &region,
+        CROP_SIZE,
+        CROP_SIZE,
+        image::imageops::FilterType::Triangle,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names_cannot_escape_facedata() {
+        for bad in [
+            "",
+            "  ",
+            "../evil",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "x:y",
+            "tab\tname",
+        ] {
+            assert!(check_person_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["alice", "Eric Smith", "s01", "José-María_2"] {
+            check_person_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn split_choices_parse() {
+        assert_eq!("train".parse::<SplitChoice>().unwrap(), SplitChoice::Train);
+        assert_eq!(
+            "0.2".parse::<SplitChoice>().unwrap(),
+            SplitChoice::TestFraction(0.2)
+        );
+        assert!("1.5".parse::<SplitChoice>().unwrap_err().contains("1.5"));
+    }
+
+    #[test]
+    fn crops_are_224_square_and_clipped_to_the_frame() {
+        let frame = RgbImage::from_pixel(100, 80, image::Rgb([10, 20, 30]));
+        let crop = crop_square(
+            &frame,
+            Rect {
+                x: 70,
+                y: 60,
+                width: 50,
+                height: 50,
+            },
+        );
+        assert_eq!(crop.dimensions(), (CROP_SIZE, CROP_SIZE));
+        assert_eq!(crop.get_pixel(5, 5).0, [10, 20, 30]);
+    }
+}

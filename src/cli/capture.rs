@@ -1,0 +1,173 @@
+//! `facelab capture` and `facelab dataset import|stats`: building datasets from a camera or
+//! from photos, and checking what is there.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use facelab::capture::cascade::{find_face_cascade, Cascade};
+use facelab::capture::session::{CaptureSession, CaptureSettings, FrameOutcome, SplitChoice};
+use facelab::capture::source::{self, FolderSource, FrameSource};
+use facelab::capture::stats;
+
+use super::Context;
+
+/// The capture gates and destination, as flags.
+#[derive(clap::Args, Clone)]
+pub struct GateArgs {
+    /// train, test, or the fraction of crops that goes to test (e.g. 0.2).
+    #[arg(long, default_value = "train")]
+    pub split: SplitChoice,
+    /// Smallest face side in pixels worth saving.
+    #[arg(long)]
+    pub min_size: Option<u32>,
+    /// Lowest sharpness (variance of the Laplacian of the crop) worth saving; 0 turns it off.
+    #[arg(long)]
+    pub min_sharpness: Option<f64>,
+    /// Skip crops this close to one already saved (mean grey-level difference of 16x16
+    /// thumbnails); 0 turns it off.
+    #[arg(long)]
+    pub duplicate_distance: Option<f32>,
+    /// OpenCV's haarcascade_frontalface_default.xml, if it is not where OpenCV installs it.
+    #[arg(long)]
+    pub cascade: Option<PathBuf>,
+}
+
+pub fn capture(
+    ctx: &Context,
+    person: &str,
+    count: usize,
+    source_spec: &str,
+    interval_ms: Option<u64>,
+    gates: &GateArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut settings = CaptureSettings::new(person);
+    settings.count = Some(count);
+    // Photos in a folder are different moments already; a camera needs time between saves.
+    let is_camera = source_spec.starts_with("camera");
+    settings.interval =
+        Duration::from_millis(interval_ms.unwrap_or(if is_camera { 300 } else { 0 }));
+    apply(&mut settings, gates);
+    let source = source::open(source_spec)?;
+    run_session(ctx, settings, source, gates.cascade.as_deref())
+}
+
+pub fn import(
+    ctx: &Context,
+    dir: &Path,
+    person: &str,
+    gates: &GateArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut settings = CaptureSettings::new(person);
+    // Importing keeps one crop per photo with a face unless a gate is asked for.
+    settings.count = None;
+    settings.interval = Duration::ZERO;
+    settings.min_face = 0;
+    settings.min_sharpness = 0.0;
+    settings.duplicate_distance = 0.0;
+    apply(&mut settings, gates);
+    run_session(
+        ctx,
+        settings,
+        Box::new(FolderSource::new(dir)?),
+        gates.cascade.as_deref(),
+    )
+}
+
+fn apply(settings: &mut CaptureSettings, gates: &GateArgs) {
+    settings.split = gates.split;
+    if let Some(v) = gates.min_size {
+        settings.min_face = v;
+    }
+    if let Some(v) = gates.min_sharpness {
+        settings.min_sharpness = v;
+    }
+    if let Some(v) = gates.duplicate_distance {
+        settings.duplicate_distance = v;
+    }
+}
+
+fn run_session(
+    ctx: &Context,
+    settings: CaptureSettings,
+    mut source: Box<dyn FrameSource>,
+    cascade: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let cascade = Cascade::load(&find_face_cascade(cascade)?)?;
+    let facedata = ctx.workspace.facedata_dir();
+    let person = settings.person.clone();
+    let mut session = CaptureSession::new(&facedata, settings, cascade)?;
+    eprintln!("capturing {person} from {}", source.describe());
+    let mut frames = 0;
+    while !session.done() {
+        let Some(frame) = source.next_frame()? else {
+            break;
+        };
+        frames += 1;
+        let outcome = session.process(&frame.image, Instant::now())?;
+        if !matches!(outcome, FrameOutcome::TooSoon { .. }) {
+            println!("{}: {}", frame.origin, outcome.describe());
+        }
+    }
+    let target = session
+        .settings()
+        .count
+        .map_or(String::new(), |c| format!(" of {c}"));
+    println!(
+        "saved {}{target} crops of {person} from {frames} frames into {}",
+        session.saved(),
+        facedata.display()
+    );
+    if session.saved() > 0 {
+        println!("Next: `facelab dataset stats`, then train (facelab train experiments/recommended.yaml).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(
+    ctx: &Context,
+    min_size: u32,
+    duplicate_distance: f32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let facedata = ctx.workspace.facedata_dir();
+    let s = stats::survey(&facedata, min_size, duplicate_distance)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if s.people.is_empty() {
+        println!(
+            "No images in {}. Capture some: facelab capture --person NAME",
+            facedata.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:>6} {:>6} {:>6}",
+        "person", "train", "test", "other"
+    );
+    for (person, splits) in &s.people {
+        let n = |k: &str| splits.get(k).copied().unwrap_or(0);
+        println!(
+            "{person:<20} {:>6} {:>6} {:>6}",
+            n("train"),
+            n("test"),
+            n("-")
+        );
+    }
+    println!(
+        "\n{} people; {} near-duplicate pairs; {} images smaller than {min_size} px; {} unreadable",
+        s.people.len(),
+        s.duplicates.len(),
+        s.too_small.len(),
+        s.unreadable.len()
+    );
+    for (a, b) in &s.duplicates {
+        println!("  duplicate: {} ~ {}", a.display(), b.display());
+    }
+    for p in &s.too_small {
+        println!("  too small: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
