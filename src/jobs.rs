@@ -173,3 +173,126 @@ pub fn spawn_prediction(
     });
     rx
 }
+
+/// What a background capture reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaptureEvent {
+    /// A frame was judged: a small preview with the face boxed, what happened, and the count.
+    Frame {
+        preview: image::RgbImage,
+        outcome: String,
+        saved: usize,
+        target: Option<usize>,
+    },
+    /// The session ended: crops saved, or why it stopped.
+    Finished(std::result::Result<usize, String>),
+}
+
+/// Steering a running capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureControl {
+    Pause,
+    Resume,
+    /// Judge the next frame without saving it.
+    Skip,
+    Stop,
+}
+
+pub struct CaptureJob {
+    pub events: Receiver<CaptureEvent>,
+    pub control: Sender<CaptureControl>,
+}
+
+/// Width of the previews sent to the interface (enough for any terminal's half-blocks).
+const PREVIEW_WIDTH: u32 = 320;
+
+/// Captures faces from `source_spec` (`camera:N` or `dir:PATH`) into `facedata` on a thread.
+pub fn spawn_capture(
+    facedata: PathBuf,
+    settings: crate::capture::session::CaptureSettings,
+    source_spec: String,
+    cascade: crate::capture::cascade::Cascade,
+) -> CaptureJob {
+    use crate::capture::session::{CaptureSession, FrameOutcome};
+    let (tx, events) = channel();
+    let (control, control_rx) = channel::<CaptureControl>();
+    std::thread::spawn(move || {
+        let result = (|| -> Result<usize> {
+            let mut source = crate::capture::source::open(&source_spec)?;
+            let mut session = CaptureSession::new(&facedata, settings, cascade)?;
+            let (mut paused, mut skip_next) = (false, false);
+            while !session.done() {
+                for c in control_rx.try_iter() {
+                    match c {
+                        CaptureControl::Pause => paused = true,
+                        CaptureControl::Resume => paused = false,
+                        CaptureControl::Skip => skip_next = true,
+                        CaptureControl::Stop => return Ok(session.saved()),
+                    }
+                }
+                if paused {
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    continue;
+                }
+                let Some(frame) = source.next_frame()? else {
+                    break;
+                };
+                let (outcome, face) = if std::mem::take(&mut skip_next) {
+                    ("skipped".to_owned(), None)
+                } else {
+                    let o = session.process(&frame.image, std::time::Instant::now())?;
+                    let face = o.face();
+                    let done = o == FrameOutcome::Done;
+                    (if done { "done".into() } else { o.describe() }, face)
+                };
+                let preview = preview_with_box(&frame.image, face);
+                let event = CaptureEvent::Frame {
+                    preview,
+                    outcome,
+                    saved: session.saved(),
+                    target: session.settings().count,
+                };
+                if tx.send(event).is_err() {
+                    return Ok(session.saved());
+                }
+            }
+            Ok(session.saved())
+        })();
+        let _ = tx.send(CaptureEvent::Finished(result.map_err(|e| e.to_string())));
+    });
+    CaptureJob { events, control }
+}
+
+/// The frame scaled to the preview width with the face's box drawn in red.
+fn preview_with_box(
+    frame: &image::RgbImage,
+    face: Option<crate::capture::cascade::Rect>,
+) -> image::RgbImage {
+    let scale = (PREVIEW_WIDTH as f64 / frame.width() as f64).min(1.0);
+    let (w, h) = (
+        ((frame.width() as f64) * scale).round().max(1.0) as u32,
+        ((frame.height() as f64) * scale).round().max(1.0) as u32,
+    );
+    let mut preview = image::imageops::resize(frame, w, h, image::imageops::FilterType::Triangle);
+    if let Some(f) = face {
+        let s = |v: i32| (v as f64 * scale).round() as i64;
+        let (x0, y0, x1, y1) = (s(f.x), s(f.y), s(f.x + f.width) - 1, s(f.y + f.height) - 1);
+        let red = image::Rgb([255, 40, 40]);
+        let mut put = |x: i64, y: i64| {
+            if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+                preview.put_pixel(x as u32, y as u32, red);
+            }
+        };
+        for t in 0..2 {
+            for x in x0..=x1 {
+                put(x, y0 + t);
+                put(x, y1 - t);
+            }
+            for y in y0..=y1 {
+                put(x0 + t, y);
+                put(x1 - t, y);
+            }
+        }
+    }
+    preview
+}

@@ -177,3 +177,53 @@ fn person_names_that_leave_facedata_and_missing_cameras_are_clear_errors() {
         .failure()
         .stderr(predicate::str::contains("camera:N"));
 }
+
+#[test]
+fn a_background_capture_streams_boxed_previews_and_obeys_stop() {
+    use facelab::capture::cascade::{find_face_cascade, Cascade};
+    use facelab::capture::session::CaptureSettings;
+    use facelab::jobs::{spawn_capture, CaptureControl, CaptureEvent};
+
+    let ws = tempfile::tempdir().unwrap();
+    let cascade = Cascade::load(&find_face_cascade(None).unwrap()).unwrap();
+    let mut settings = CaptureSettings::new("eric");
+    settings.count = Some(2);
+    settings.interval = std::time::Duration::ZERO;
+    let source = format!("dir:{}", shared().join("facedata/seed/train/s01").display());
+    let job = spawn_capture(
+        ws.path().join("facedata"),
+        settings,
+        source.clone(),
+        cascade.clone(),
+    );
+    let events: Vec<CaptureEvent> = job.events.iter().collect();
+    let frames: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            CaptureEvent::Frame { preview, saved, .. } => Some((preview.width(), *saved)),
+            _ => None,
+        })
+        .collect();
+    assert!(!frames.is_empty() && frames.iter().all(|(w, _)| *w <= 320));
+    // The preview carries the face's red box.
+    let boxed = events.iter().any(|e| matches!(e, CaptureEvent::Frame { preview, .. } if preview.pixels().any(|p| p.0 == [255, 40, 40])));
+    assert!(boxed);
+    assert_eq!(events.last(), Some(&CaptureEvent::Finished(Ok(2))));
+    assert_eq!(
+        std::fs::read_dir(ws.path().join("facedata/train/eric"))
+            .unwrap()
+            .count(),
+        2
+    );
+
+    // Stop ends a session before its target.
+    let mut settings = CaptureSettings::new("maria");
+    settings.count = Some(100);
+    let job = spawn_capture(ws.path().join("facedata"), settings, source, cascade);
+    job.control.send(CaptureControl::Stop).unwrap();
+    let last = job.events.iter().last().unwrap();
+    assert!(
+        matches!(last, CaptureEvent::Finished(Ok(n)) if n < 100),
+        "{last:?}"
+    );
+}

@@ -200,7 +200,13 @@ impl CaptureSession {
         if self.done() {
             return Ok(FrameOutcome::Done);
         }
-        let faces = self.cascade.detect(&to_gray(frame), &self.settings.detect);
+        // Faces below the size gate are never saved, so the detector need not look for them
+        // (the small scales are its most expensive levels).
+        let params = DetectParams {
+            min_size: self.settings.detect.min_size.max(self.settings.min_face),
+            ..self.settings.detect
+        };
+        let faces = self.cascade.detect(&to_gray(frame), &params);
         let Some(face) = faces.into_iter().max_by_key(|r| r.area()) else {
             return Ok(FrameOutcome::NoFace);
         };

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use facelab::jobs::TrainEvent;
+use facelab::jobs::{CaptureControl, CaptureEvent, TrainEvent};
 use facelab::predict::Prediction;
 use facelab::store::{RunRecord, StoredConfusion};
 use facelab::train::EpochMetrics;
@@ -20,6 +20,7 @@ pub enum Screen {
     Compare,
     Experiments,
     Predict,
+    Capture,
 }
 
 /// Columns of the runs table, in the order `s` cycles through them.
@@ -105,13 +106,46 @@ pub struct JobView {
     pub outcome: Option<Result<String, String>>,
 }
 
-/// A line being typed: the filter, tags, notes or an image path.
+/// A line being typed: the filter, tags, notes, an image path, or capture settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Filter,
     Tags(String),
     Notes(String),
     ImagePath,
+    Person,
+    Source,
+}
+
+/// The capture screen: who is captured from where, and the live session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureView {
+    pub person: String,
+    pub source: String,
+    pub running: bool,
+    pub paused: bool,
+    pub saved: usize,
+    pub target: Option<usize>,
+    pub last: String,
+    /// The latest preview and its frame number (the image widget redraws on a new number).
+    pub preview: Option<(u64, image::RgbImage)>,
+    pub frames: u64,
+}
+
+impl Default for CaptureView {
+    fn default() -> Self {
+        CaptureView {
+            person: String::new(),
+            source: "camera:0".into(),
+            running: false,
+            paused: false,
+            saved: 0,
+            target: None,
+            last: String::new(),
+            preview: None,
+            frames: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +177,7 @@ pub struct App {
     pub experiment_selected: usize,
     pub job: Option<JobView>,
     pub predict: PredictState,
+    pub capture: CaptureView,
     pub input: Option<Input>,
     pub input_text: String,
     pub confirm_delete: Option<String>,
@@ -165,6 +200,7 @@ pub enum Msg {
     Train(TrainEvent),
     PredictImages(Vec<PathBuf>),
     Predicted(Result<Prediction, String>),
+    Capture(CaptureEvent),
     Error(String),
 }
 
@@ -182,6 +218,8 @@ pub enum Command {
     SetNotes(String, String),
     ListPredictImages(String),
     Predict(String, PathBuf),
+    StartCapture { person: String, source: String },
+    Capture(CaptureControl),
 }
 
 impl Default for App {
@@ -208,6 +246,7 @@ impl Default for App {
                 result: None,
                 pending: false,
             },
+            capture: CaptureView::default(),
             input: None,
             input_text: String::new(),
             confirm_delete: None,
@@ -310,9 +349,39 @@ impl App {
                 self.predict.result = Some(result);
                 Vec::new()
             }
+            Msg::Capture(event) => {
+                self.on_capture_event(event);
+                Vec::new()
+            }
             Msg::Error(e) => {
                 self.status = e;
                 Vec::new()
+            }
+        }
+    }
+
+    fn on_capture_event(&mut self, event: CaptureEvent) {
+        let c = &mut self.capture;
+        match event {
+            CaptureEvent::Frame {
+                preview,
+                outcome,
+                saved,
+                target,
+            } => {
+                c.frames += 1;
+                c.preview = Some((c.frames, preview));
+                c.last = outcome;
+                c.saved = saved;
+                c.target = target;
+            }
+            CaptureEvent::Finished(result) => {
+                c.running = false;
+                c.paused = false;
+                c.last = match result {
+                    Ok(n) => format!("finished: {n} crops of {} saved", c.person),
+                    Err(e) => format!("error: {e}"),
+                };
             }
         }
     }
@@ -378,6 +447,7 @@ impl App {
             Screen::Detail | Screen::Compare => self.on_opened_key(key),
             Screen::Experiments => self.on_experiments_key(key),
             Screen::Predict => self.on_predict_key(key),
+            Screen::Capture => self.on_capture_key(key),
         }
     }
 
@@ -385,7 +455,8 @@ impl App {
         self.screen = match self.screen {
             Screen::Runs | Screen::Detail | Screen::Compare => Screen::Experiments,
             Screen::Experiments => Screen::Predict,
-            Screen::Predict => Screen::Runs,
+            Screen::Predict => Screen::Capture,
+            Screen::Capture => Screen::Runs,
         };
         match self.screen {
             Screen::Experiments => vec![Command::ListExperiments],
@@ -510,6 +581,14 @@ impl App {
                     }
                     Input::Notes(id) => vec![Command::SetNotes(id, text), Command::LoadRuns],
                     Input::ImagePath => self.predict_path(PathBuf::from(text.trim())),
+                    Input::Person => {
+                        self.capture.person = text.trim().to_owned();
+                        Vec::new()
+                    }
+                    Input::Source => {
+                        self.capture.source = text.trim().to_owned();
+                        Vec::new()
+                    }
                 }
             }
             KeyCode::Backspace => {
@@ -607,6 +686,50 @@ impl App {
             KeyCode::Char('p') => {
                 self.input = Some(Input::ImagePath);
                 self.input_text.clear();
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_capture_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let c = &mut self.capture;
+        match key.code {
+            KeyCode::Esc => self.screen = Screen::Runs,
+            KeyCode::Char('n') if !c.running => {
+                self.input_text = c.person.clone();
+                self.input = Some(Input::Person);
+            }
+            KeyCode::Char('o') if !c.running => {
+                self.input_text = c.source.clone();
+                self.input = Some(Input::Source);
+            }
+            KeyCode::Enter if !c.running => {
+                if c.person.trim().is_empty() {
+                    self.status = "name the person first: n".into();
+                    return Vec::new();
+                }
+                c.running = true;
+                c.paused = false;
+                c.saved = 0;
+                c.last = "starting…".into();
+                return vec![Command::StartCapture {
+                    person: c.person.clone(),
+                    source: c.source.clone(),
+                }];
+            }
+            KeyCode::Char(' ') if c.running => {
+                c.paused = !c.paused;
+                return vec![Command::Capture(if c.paused {
+                    CaptureControl::Pause
+                } else {
+                    CaptureControl::Resume
+                })];
+            }
+            KeyCode::Char('s') if c.running => return vec![Command::Capture(CaptureControl::Skip)],
+            KeyCode::Char('x') if c.running => return vec![Command::Capture(CaptureControl::Stop)],
+            KeyCode::Char('n') | KeyCode::Char('o') => {
+                self.status = "stop the capture (x) before changing it".into()
             }
             _ => {}
         }
@@ -789,6 +912,8 @@ mod tests {
         );
         assert!(app.predict.pending);
         app.update(key(KeyCode::Tab));
+        assert_eq!(app.screen, Screen::Capture);
+        app.update(key(KeyCode::Tab));
         assert_eq!(app.screen, Screen::Runs);
     }
 
@@ -827,6 +952,51 @@ mod tests {
         runs.push(run("eeee5555", "new", 0.1, "2026-02-01T00:00:00Z"));
         app.update(Msg::RunsLoaded(runs));
         assert_eq!(app.selected_run().unwrap().id, "cccc3333");
+    }
+
+    #[test]
+    fn capture_needs_a_person_then_starts_pauses_skips_and_stops() {
+        let mut app = app_with_runs();
+        app.screen = Screen::Capture;
+        assert!(app.update(key(KeyCode::Enter)).is_empty());
+        assert!(app.status.contains("name the person"));
+        app.update(key(KeyCode::Char('n')));
+        for c in "eric".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        app.update(key(KeyCode::Enter));
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            vec![Command::StartCapture {
+                person: "eric".into(),
+                source: "camera:0".into()
+            }]
+        );
+        assert_eq!(
+            app.update(key(KeyCode::Char(' '))),
+            vec![Command::Capture(CaptureControl::Pause)]
+        );
+        assert_eq!(
+            app.update(key(KeyCode::Char(' '))),
+            vec![Command::Capture(CaptureControl::Resume)]
+        );
+        assert_eq!(
+            app.update(key(KeyCode::Char('s'))),
+            vec![Command::Capture(CaptureControl::Skip)]
+        );
+        app.update(Msg::Capture(CaptureEvent::Frame {
+            preview: image::RgbImage::new(4, 3),
+            outcome: "saved x.jpg".into(),
+            saved: 1,
+            target: Some(15),
+        }));
+        assert_eq!((app.capture.saved, app.capture.frames), (1, 1));
+        assert_eq!(
+            app.update(key(KeyCode::Char('x'))),
+            vec![Command::Capture(CaptureControl::Stop)]
+        );
+        app.update(Msg::Capture(CaptureEvent::Finished(Ok(1))));
+        assert!(!app.capture.running && app.capture.last.contains("1 crops of eric"));
     }
 
     #[test]

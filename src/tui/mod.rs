@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyEventKind};
 use facelab::config::Experiment;
 use facelab::dataset;
-use facelab::jobs::{self, CancelHandle, TrainEvent};
+use facelab::jobs::{self, CancelHandle, CaptureControl, TrainEvent};
 use facelab::model;
 use facelab::run::{mark_dead_runs, open_store};
 use facelab::store::RunStore;
@@ -79,6 +79,7 @@ fn event_loop<B: Backend>(
         tx,
         store_tx,
         job: None,
+        capture: None,
     };
     let mut app = App::default();
     runtime.execute(Command::LoadRuns);
@@ -97,6 +98,9 @@ fn event_loop<B: Backend>(
         if app.quit {
             if let Some(job) = &runtime.job {
                 job.cancel();
+            }
+            if let Some(capture) = &runtime.capture {
+                let _ = capture.send(CaptureControl::Stop);
             }
             return Ok(());
         }
@@ -229,6 +233,7 @@ struct Runtime {
     tx: Sender<Msg>,
     store_tx: Sender<Command>,
     job: Option<CancelHandle>,
+    capture: Option<std::sync::mpsc::Sender<CaptureControl>>,
 }
 
 impl Runtime {
@@ -240,6 +245,12 @@ impl Runtime {
                     job.cancel();
                 }
             }
+            Command::StartCapture { person, source } => self.start_capture(person, source),
+            Command::Capture(control) => {
+                if let Some(capture) = &self.capture {
+                    let _ = capture.send(control);
+                }
+            }
             Command::Predict(run_id, image) => {
                 let rx =
                     jobs::spawn_prediction(self.ws.clone(), run_id, image, self.weights.clone());
@@ -249,6 +260,30 @@ impl Runtime {
                 let _ = self.store_tx.send(store_command);
             }
         }
+    }
+
+    fn start_capture(&mut self, person: String, source: String) {
+        use facelab::capture::cascade::{find_face_cascade, Cascade};
+        use facelab::capture::session::CaptureSettings;
+        let cascade = match find_face_cascade(None).and_then(|p| Cascade::load(&p)) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(Msg::Capture(facelab::jobs::CaptureEvent::Finished(Err(
+                        e.to_string()
+                    ))));
+                return;
+            }
+        };
+        let job = jobs::spawn_capture(
+            self.ws.facedata_dir(),
+            CaptureSettings::new(&person),
+            source,
+            cascade,
+        );
+        self.capture = Some(job.control);
+        forward(job.events, self.tx.clone(), Msg::Capture);
     }
 
     fn start_training(&mut self, path: &Path) {

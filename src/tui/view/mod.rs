@@ -2,6 +2,7 @@
 //! footer with the main keys, and the help overlay. Everything adapts to the frame size, from
 //! 40x10 up; nothing here changes state except the image widget's cache.
 
+mod capture;
 mod compare;
 mod detail;
 mod experiments;
@@ -32,6 +33,7 @@ pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
         Screen::Compare => compare::render(frame, app, body),
         Screen::Experiments => experiments::render(frame, app, body),
         Screen::Predict => predict::render(frame, app, body, image),
+        Screen::Capture => capture::render(frame, app, body, image),
     }
     render_footer(frame, app, footer);
     if app.show_help {
@@ -44,8 +46,9 @@ fn render_tabs(frame: &mut Frame, app: &App, area: Rect) {
         Screen::Runs | Screen::Detail | Screen::Compare => 0,
         Screen::Experiments => 1,
         Screen::Predict => 2,
+        Screen::Capture => 3,
     };
-    let titles = ["Runs", "Experiments", "Predict"];
+    let titles = ["Runs", "Experiments", "Predict", "Capture"];
     let tabs = Tabs::new(titles)
         .select(selected)
         .highlight_style(
@@ -71,6 +74,8 @@ fn render_footer(frame: &mut Frame, app: &App, area: Rect) {
             Input::Tags(_) => "tags (comma separated): ",
             Input::Notes(_) => "notes: ",
             Input::ImagePath => "image path: ",
+            Input::Person => "person: ",
+            Input::Source => "source (camera:N or dir:PATH): ",
         };
         Line::from(vec![
             Span::from(prompt).bold(),
@@ -124,6 +129,16 @@ pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
             ("Enter", "predict"),
             ("r", "random test image"),
             ("p", "type a path"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Capture => &[
+            ("n", "person"),
+            ("o", "source"),
+            ("Enter", "start"),
+            ("Space", "pause / resume"),
+            ("s", "skip a frame"),
+            ("x", "stop"),
             ("Esc", "back"),
             ("Tab", "next screen"),
         ],

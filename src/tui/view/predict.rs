@@ -19,6 +19,8 @@ use crate::tui::app::App;
 pub struct ImageView {
     picker: Picker,
     current: Option<(PathBuf, StatefulProtocol)>,
+    /// The capture preview, by frame number.
+    live: Option<(u64, StatefulProtocol)>,
 }
 
 impl ImageView {
@@ -26,12 +28,26 @@ impl ImageView {
         ImageView {
             picker,
             current: None,
+            live: None,
         }
     }
 
     #[cfg(test)]
     pub fn for_tests() -> Self {
         Self::new(Picker::from_fontsize((8, 16)))
+    }
+
+    /// The protocol state for capture frame `number`, encoding it when a new frame arrives.
+    pub fn state_for_frame(
+        &mut self,
+        number: u64,
+        frame: &image::RgbImage,
+    ) -> &mut StatefulProtocol {
+        if self.live.as_ref().map(|(n, _)| *n) != Some(number) {
+            let image = image::DynamicImage::ImageRgb8(frame.clone());
+            self.live = Some((number, self.picker.new_resize_protocol(image)));
+        }
+        &mut self.live.as_mut().expect("set above").1
     }
 
     /// The protocol state for `path`, decoding the image when it changes.
