@@ -62,6 +62,16 @@ pub struct CaptureSettings {
 }
 
 impl CaptureSettings {
+    /// The defaults for capturing `person` from `source` (`camera:N` or `dir:PATH`): photos in a
+    /// folder are different moments already, while a camera needs time between saves.
+    pub fn for_source(person: &str, source: &str) -> Self {
+        let mut settings = Self::new(person);
+        if !source.starts_with("camera") {
+            settings.interval = Duration::ZERO;
+        }
+        settings
+    }
+
     pub fn new(person: &str) -> Self {
         CaptureSettings {
             person: person.to_owned(),
