@@ -77,8 +77,11 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             cascade,
             rounds,
         } => {
-            use facelab::capture::cascade::{find_face_cascade, to_gray, Cascade, DetectParams};
-            let cascade = Cascade::load(&find_face_cascade(cascade.as_deref())?)?;
+            use facelab::capture::cascade::{obtain_face_cascade, to_gray, Cascade, DetectParams};
+            let cascade = Cascade::load(&obtain_face_cascade(
+                cascade.as_deref(),
+                &ctx.workspace.models_dir(),
+            )?)?;
             let images: Vec<image::GrayImage> = facelab::dataset::list_images(&dir)?
                 .images
                 .iter()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use facelab::capture::cascade::{find_face_cascade, Cascade};
+use facelab::capture::cascade::{obtain_face_cascade, Cascade};
 use facelab::capture::session::{CaptureSession, CaptureSettings, FrameOutcome, SplitChoice};
 use facelab::capture::source::{self, FolderSource, FrameSource};
 use facelab::capture::stats;
@@ -93,7 +93,7 @@ fn run_session(
     mut source: Box<dyn FrameSource>,
     cascade: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let cascade = Cascade::load(&find_face_cascade(cascade)?)?;
+    let cascade = Cascade::load(&obtain_face_cascade(cascade, &ctx.workspace.models_dir())?)?;
     let facedata = ctx.workspace.facedata_dir();
     let person = settings.person.clone();
     let mut session = CaptureSession::new(&facedata, settings, cascade)?;

@@ -3,15 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use facelab::capture::cascade::{find_face_cascade, to_gray, Cascade, DetectParams};
+use facelab::capture::cascade::{obtain_face_cascade, to_gray, Cascade, DetectParams};
 use serde_json::json;
 
 pub fn run(
     images: &[PathBuf],
     params: DetectParams,
     cascade: Option<&Path>,
+    models_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let cascade = Cascade::load(&find_face_cascade(cascade)?)?;
+    let cascade = Cascade::load(&obtain_face_cascade(cascade, models_dir)?)?;
     let mut failed = false;
     for path in images {
         let image = match image::open(path) {

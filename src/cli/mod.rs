@@ -247,7 +247,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 min_size,
                 max_size,
             };
-            detect::run(&images, params, cascade.as_deref())
+            detect::run(
+                &images,
+                params,
+                cascade.as_deref(),
+                &context.workspace.models_dir(),
+            )
         }
     }
 }

@@ -263,9 +263,11 @@ impl Runtime {
     }
 
     fn start_capture(&mut self, person: String, source: String) {
-        use facelab::capture::cascade::{find_face_cascade, Cascade};
+        use facelab::capture::cascade::{obtain_face_cascade, Cascade};
         use facelab::capture::session::CaptureSettings;
-        let cascade = match find_face_cascade(None).and_then(|p| Cascade::load(&p)) {
+        let cascade = match obtain_face_cascade(None, &self.ws.models_dir())
+            .and_then(|p| Cascade::load(&p))
+        {
             Ok(c) => c,
             Err(e) => {
                 let _ = self
