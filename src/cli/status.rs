@@ -7,9 +7,11 @@ use facelab::dataset;
 
 use super::Context;
 
-pub const NEXT_STEPS_NO_DATA: &str = "Next: put face images in facedata/, one folder per person \
-(optionally under train/ and test/), e.g. `cp -r ../shared/facedata/seed/* facedata/`; \
-then run `facelab features` to extract and cache their features.";
+pub const NEXT_STEPS_NO_DATA: &str =
+    "Next: capture or import faces into facedata/, one folder per \
+person (optionally under train/ and test/): `facelab capture --person NAME`, \
+`facelab dataset import PHOTOS_DIR --person NAME`, or copy a dataset, e.g. \
+`cp -r ../shared/facedata/seed/* facedata/`; then train: `facelab train experiments/seed.yaml`.";
 
 pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let ws = &ctx.workspace;
@@ -45,7 +47,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     if images.is_empty() {
         println!("{NEXT_STEPS_NO_DATA}");
     } else {
-        println!("Next: `facelab features` extracts and caches the features of facedata/.");
+        println!("Next: `facelab train experiments/seed.yaml` (or `facelab` for the terminal UI).");
     }
     Ok(ExitCode::SUCCESS)
 }

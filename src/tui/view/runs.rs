@@ -38,9 +38,10 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             vec![
                 Line::from("No runs yet."),
                 Line::from(""),
-                Line::from("Put faces in facedata/ (one folder per person), then train:"),
-                Line::from("  Tab to Experiments and press Enter on one,"),
-                Line::from("  or run `facelab train experiments/seed.yaml` in a shell."),
+                Line::from("1. Get faces into facedata/, one folder per person: the Capture screen"),
+                Line::from("   (Tab), `facelab dataset import PHOTOS --person NAME`, or a copy of a dataset."),
+                Line::from("2. Train: Tab to Experiments and press Enter on one,"),
+                Line::from("   or run `facelab train experiments/seed.yaml` in a shell."),
             ]
         } else {
             vec![Line::from("No run matches the filter; Esc clears it.")]
