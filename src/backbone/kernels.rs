@@ -118,12 +118,12 @@ pub fn pointwise(
     let mut tail = Vec::new();
     let mut row0 = 0;
     while row0 < rows {
-        // Full tiles of 12 rows; what is left goes in tiles of 4, so a 49-pixel 7x7 layer
-        // costs 4 tiles of 12 and one of 4 rather than five of 12.
-        let height = if rows - row0 >= TILE_ROWS {
-            TILE_ROWS
-        } else {
-            SHORT_TILE_ROWS
+        // Full tiles of 12 rows; what is left goes in tiles of 4 (or 1 for a last single row),
+        // so a 49-pixel 7x7 layer costs four tiles of 12 and one row rather than five of 12.
+        let height = match rows - row0 {
+            left if left >= TILE_ROWS => TILE_ROWS,
+            1 => 1,
+            _ => SHORT_TILE_ROWS,
         };
         let valid = (rows - row0).min(height);
         // A partial tile reads from a zero-padded copy so it can always load `height` rows.
@@ -157,6 +157,10 @@ pub fn pointwise(
                 (Isa::Avx512, TILE_ROWS, 2) => unsafe { tile_avx512_12x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
                 (Isa::Avx512, TILE_ROWS, _) => unsafe { tile_avx512_12x16(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 1, 2) => unsafe { tile_avx512_1x32(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 1, _) => unsafe { tile_avx512_1x16(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
                 (Isa::Avx512, _, 2) => unsafe { tile_avx512_4x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
@@ -226,6 +230,7 @@ macro_rules! avx512_tiles {
 
 avx512_tiles!(tile_avx512_12x32, tile_avx512_12x16, 12, [0 1 2 3 4 5 6 7 8 9 10 11]);
 avx512_tiles!(tile_avx512_4x32, tile_avx512_4x16, 4, [0 1 2 3]);
+avx512_tiles!(tile_avx512_1x32, tile_avx512_1x16, 1, [0]);
 
 /// Bias, activation, residual and the (masked) stores of a tile's valid rows and columns.
 #[cfg(target_arch = "x86_64")]
