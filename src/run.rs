@@ -138,7 +138,10 @@ pub fn train_experiment(
             return Err(e);
         }
     };
-    model::save_params(&model_dir.join(HEAD_FILE), &outcome.params)?;
+    if let Err(e) = model::save_params(&model_dir.join(HEAD_FILE), &outcome.params) {
+        store.end_run(&run_id, RunStatus::Failed, &e.to_string())?;
+        return Err(e);
+    }
     let (test_accuracy, confusion) = if test_set.is_empty() {
         (None, None)
     } else {
