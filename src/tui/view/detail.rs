@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::fmt4;
+use super::{fmt4, short};
 use crate::tui::app::App;
 use facelab::store::StoredConfusion;
 use facelab::train::EpochMetrics;
@@ -219,14 +219,6 @@ fn render_confusion(frame: &mut Frame, c: &StoredConfusion, area: Rect) {
     )
     .block(Block::bordered().title(" per class "));
     frame.render_widget(table, scores);
-}
-
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
-    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,15 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     )
 }
 
+/// `s` cut to `n` characters, an ellipsis marking the cut.
+pub fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
+    }
+}
+
 /// `0.1234` or `-` for a missing figure.
 pub fn fmt4(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))

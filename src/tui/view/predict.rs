@@ -13,6 +13,7 @@ use ratatui_image::picker::Picker;
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::StatefulImage;
 
+use super::short;
 use crate::tui::app::App;
 
 /// The terminal's image protocol and the image being shown, kept between frames.
@@ -155,10 +156,6 @@ fn prediction_lines(app: &App, width: u16) -> Vec<Line<'static>> {
             lines
         }
     }
-}
-
-fn short(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 /// `person/file` for an image under a person folder.
