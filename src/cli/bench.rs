@@ -34,6 +34,9 @@ pub enum BenchCommand {
         /// Passes over the folder.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Smallest face side looked for (a capture session uses its size gate, 80).
+        #[arg(long, default_value_t = 0)]
+        min_size: u32,
     },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
@@ -76,6 +79,7 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             dir,
             cascade,
             rounds,
+            min_size,
         } => {
             use facelab::capture::cascade::{obtain_face_cascade, to_gray, Cascade, DetectParams};
             let cascade = Cascade::load(&obtain_face_cascade(
@@ -93,9 +97,13 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 dir.display()
             );
             let (w, h) = images[0].dimensions();
-            let ms = bench::detect(&cascade, &images, &DetectParams::default(), rounds);
+            let params = DetectParams {
+                min_size,
+                ..DetectParams::default()
+            };
+            let ms = bench::detect(&cascade, &images, &params, rounds);
             println!(
-                "facelab detect threads=1 images={} ({w}x{h} first): {ms:.2} ms/image median",
+                "facelab detect threads=1 images={} ({w}x{h} first) min_size={min_size}: {ms:.2} ms/image median",
                 images.len()
             );
         }
