@@ -15,7 +15,7 @@ use facelab::store::{RunRecord, RunStatus};
 const SIDE_PANEL_MIN_WIDTH: u16 = 100;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
-    let (table_area, side) = if area.width >= SIDE_PANEL_MIN_WIDTH {
+    let (table_area, side) = if area.width >= SIDE_PANEL_MIN_WIDTH && app.selected_run().is_some() {
         let [t, s] = Layout::horizontal([Constraint::Min(0), Constraint::Length(34)]).areas(area);
         (t, Some(s))
     } else {
@@ -46,7 +46,12 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         } else {
             vec![Line::from("No run matches the filter; Esc clears it.")]
         };
-        frame.render_widget(Paragraph::new(text).block(block), table_area);
+        frame.render_widget(
+            Paragraph::new(text)
+                .wrap(ratatui::widgets::Wrap { trim: false })
+                .block(block),
+            table_area,
+        );
     } else {
         render_table(frame, app, &runs, table_area, block);
     }
