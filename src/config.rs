@@ -196,6 +196,32 @@ impl Monitor {
     pub fn higher_is_better(self) -> bool {
         matches!(self, Monitor::ValAccuracy | Monitor::Accuracy)
     }
+
+    /// Whether the metric is computed on the test set, which must then exist.
+    pub fn needs_validation(self) -> bool {
+        matches!(self, Monitor::ValLoss | Monitor::ValAccuracy)
+    }
+}
+
+impl ExperimentConfig {
+    /// The key of the first callback that watches a validation metric, if any.
+    pub fn validation_monitor_key(&self) -> Option<&'static str> {
+        if self
+            .early_stopping
+            .as_ref()
+            .is_some_and(|e| e.monitor.needs_validation())
+        {
+            Some("early_stopping.monitor")
+        } else if self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.monitor.needs_validation())
+        {
+            Some("checkpoint.monitor")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

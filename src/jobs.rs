@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use crate::backbone::weights::{self, WeightsRequest};
 use crate::backbone::Backbone;
 use crate::config::Experiment;
 use crate::dataset::ExperimentData;
@@ -53,20 +52,6 @@ impl CancelHandle {
     }
 }
 
-/// Loads verified weights (fetching them if needed) and the backbone.
-pub fn load_backbone(
-    ws: &Workspace,
-    explicit_weights: Option<&std::path::Path>,
-) -> Result<Backbone> {
-    let models_dir = ws.models_dir();
-    let request = WeightsRequest {
-        explicit: explicit_weights,
-        models_dir: &models_dir,
-        allow_fetch: true,
-    };
-    Backbone::load(&weights::obtain(&request, &NoProgress)?)
-}
-
 /// Starts training `experiment` in the background.
 pub fn spawn_training(ws: Workspace, experiment: Experiment, weights: Option<PathBuf>) -> TrainJob {
     let (tx, events) = channel();
@@ -76,18 +61,20 @@ pub fn spawn_training(ws: Workspace, experiment: Experiment, weights: Option<Pat
         cancel: CancelHandle(cancel.clone()),
     };
     std::thread::spawn(move || {
-        let result = load_backbone(&ws, weights.as_deref()).and_then(|backbone| {
-            let progress = ChannelProgress {
-                tx: Mutex::new(tx.clone()),
-                done: Mutex::new((0, 0)),
-            };
-            let mut events = ChannelEvents {
-                tx: tx.clone(),
-                cancel,
-                epochs: experiment.config.train.epochs,
-            };
-            run::train_experiment(&ws, &experiment, &backbone, &progress, &mut events)
-        });
+        let result = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress).and_then(
+            |backbone| {
+                let progress = ChannelProgress {
+                    tx: Mutex::new(tx.clone()),
+                    done: Mutex::new((0, 0)),
+                };
+                let mut events = ChannelEvents {
+                    tx: tx.clone(),
+                    cancel,
+                    epochs: experiment.config.train.epochs,
+                };
+                run::train_experiment(&ws, &experiment, &backbone, &progress, &mut events)
+            },
+        );
         let _ = tx.send(TrainEvent::Finished(result.map_err(|e| e.to_string())));
     });
     job
@@ -151,7 +138,7 @@ pub fn spawn_prediction(
     std::thread::spawn(move || {
         let result = (|| -> Result<Prediction> {
             let head = TrainedHead::load(&model::run_dir(&ws.models_dir(), &run_id))?;
-            let backbone = load_backbone(&ws, weights.as_deref())?;
+            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
             let (mut predictions, skipped) = predict::predict(
                 &backbone,

@@ -2,6 +2,7 @@
 //! the error chain once and sets the exit code.
 
 mod cli;
+mod text;
 mod tui;
 
 use std::process::ExitCode;

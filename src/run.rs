@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::backbone::{Backbone, FEATURE_DIM};
-use crate::config::{Experiment, Monitor};
+use crate::config::Experiment;
 use crate::dataset::{ExperimentData, LabeledImage};
 use crate::error::{Error, Result};
 use crate::features::{self, AugmentCopy, FeatureCache, FeatureRequest};
@@ -176,32 +176,12 @@ pub fn train_experiment(
 
 /// Validation metrics need a test set; say so against the key that asks for them.
 fn check_validation_available(experiment: &Experiment, data: &ExperimentData) -> Result<()> {
-    if !data.test.is_empty() {
-        return Ok(());
-    }
-    let c = &experiment.config;
-    let watches_val = |m: Monitor| matches!(m, Monitor::ValLoss | Monitor::ValAccuracy);
-    let key = if c
-        .early_stopping
-        .as_ref()
-        .is_some_and(|e| watches_val(e.monitor))
-    {
-        Some("early_stopping.monitor")
-    } else if c
-        .checkpoint
-        .as_ref()
-        .is_some_and(|k| watches_val(k.monitor))
-    {
-        Some("checkpoint.monitor")
-    } else {
-        None
-    };
-    match key {
-        Some(key) => Err(experiment.error(
+    match experiment.config.validation_monitor_key() {
+        Some(key) if data.test.is_empty() => Err(experiment.error(
             key,
             "watches a validation metric but the dataset has no test images; set data.train/data.test or data.split".into(),
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 

@@ -188,6 +188,17 @@ struct Tile<'a> {
     residual: Option<&'a [f32]>,
 }
 
+/// The lanes to load or store when `remaining` values are left (all 16 when there are more).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lane_mask(remaining: usize) -> __mmask16 {
+    if remaining >= LANES {
+        0xffff
+    } else {
+        (1u16 << remaining) - 1
+    }
+}
+
 /// Generates AVX-512 tiles of `rows` x 32 and `rows` x 16 accumulators, held in registers for
 /// the whole k loop. Rows are unrolled by the macro so every accumulator index is a constant
 /// (loops over the rows left the accumulators on the stack).
@@ -249,11 +260,7 @@ unsafe fn finish_tile_avx512<const NV: usize, const ROWS: usize>(
             if c >= t.cols {
                 break;
             }
-            let mask: __mmask16 = if t.cols - c >= LANES {
-                0xffff
-            } else {
-                (1u16 << (t.cols - c)) - 1
-            };
+            let mask = lane_mask(t.cols - c);
             let mut v = _mm512_add_ps(sum, _mm512_loadu_ps(t.bias.as_ptr().add(c)));
             if t.act == Activation::Relu6 {
                 v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
@@ -415,11 +422,7 @@ unsafe fn depthwise_row_avx512(
     // taps never branch on rows.
     let rows = rows.map(|r| r.unwrap_or(centre).as_ptr());
     for c0 in (0..c).step_by(LANES) {
-        let mask: __mmask16 = if c - c0 >= LANES {
-            0xffff
-        } else {
-            (1u16 << (c - c0)) - 1
-        };
+        let mask = lane_mask(c - c0);
         let mut w = [zero; 9];
         for (tap, wv) in w.iter_mut().enumerate() {
             if rows_ok[tap / 3] {

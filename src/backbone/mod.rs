@@ -25,6 +25,20 @@ pub struct Backbone {
 }
 
 impl Backbone {
+    /// Finds (or fetches) verified weights as [`weights::obtain`] does, then loads them.
+    pub fn obtain(
+        models_dir: &Path,
+        explicit: Option<&Path>,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Self> {
+        let request = weights::WeightsRequest {
+            explicit,
+            models_dir,
+            allow_fetch: true,
+        };
+        Self::load(&weights::obtain(&request, progress)?)
+    }
+
     /// Loads verified weights from `path` (see [`weights::obtain`]).
     pub fn load(path: &Path) -> Result<Self> {
         Self::load_with_isa(path, Isa::detect())

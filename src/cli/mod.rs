@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use facelab::backbone::weights::{self, WeightsRequest};
 use facelab::backbone::Backbone;
 use facelab::image_prep::ResizeMode;
 use facelab::workspace::Workspace;
@@ -267,12 +266,10 @@ impl Context {
     /// Finds (or fetches) verified weights and loads the backbone.
     fn backbone(&self) -> anyhow::Result<Backbone> {
         let models_dir = self.workspace.models_dir();
-        let request = WeightsRequest {
-            explicit: self.weights.as_deref(),
-            models_dir: &models_dir,
-            allow_fetch: true,
-        };
-        let path = weights::obtain(&request, &progress::Bar::new())?;
-        Ok(Backbone::load(&path)?)
+        Ok(Backbone::obtain(
+            &models_dir,
+            self.weights.as_deref(),
+            &progress::Bar::new(),
+        )?)
     }
 }

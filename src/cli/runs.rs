@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::train::format_epoch;
 use super::Context;
+use crate::text::short;
 
 /// Columns `facelab runs` shows and can sort by.
 pub const COLUMNS: [&str; 9] = [
@@ -132,7 +133,7 @@ fn print_table(runs: &[RunRecord]) {
         println!(
             "{:<8}  {:<16}  {:<11}  {:<19}  {:>6}  {:>7}  {:>8}  {:>8}  {:>8}",
             r.id,
-            truncate(&r.experiment, 16),
+            short(&r.experiment, 16),
             r.status.as_str(),
             r.started_at
                 .get(..19)
@@ -145,14 +146,6 @@ fn print_table(runs: &[RunRecord]) {
             r.duration_seconds()
                 .map_or("-".into(), |s| format!("{s:.1}s")),
         );
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        s.chars().take(n - 1).chain(['…']).collect()
     }
 }
 
@@ -194,11 +187,11 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         println!("\nconfusion matrix on the test set (rows: actual, columns: predicted):");
         print!("  {:width$}", "");
         for l in &c.labels {
-            print!("  {:>width$}", truncate(l, width));
+            print!("  {:>width$}", short(l, width));
         }
         println!();
         for (label, row) in c.labels.iter().zip(&c.counts) {
-            print!("  {:width$}", truncate(label, width));
+            print!("  {:width$}", short(label, width));
             for n in row {
                 print!("  {n:>width$}");
             }
@@ -207,12 +200,7 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         println!("\n  {:width$}  precision  recall", "class");
         for ((label, p), r) in c.labels.iter().zip(&c.precision).zip(&c.recall) {
             let f = |v: &Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-            println!(
-                "  {:width$}  {:>9}  {:>6}",
-                truncate(label, width),
-                f(p),
-                f(r)
-            );
+            println!("  {:width$}  {:>9}  {:>6}", short(label, width), f(p), f(r));
         }
     }
     println!("\nconfig:\n{}", run.config_yaml.trim_end());

@@ -145,12 +145,7 @@ pub fn fit(
     val: Option<&LabeledFeatures>,
     observer: &mut dyn TrainObserver,
 ) -> Result<FitOutcome> {
-    let needs_val = |m: Monitor| matches!(m, Monitor::ValLoss | Monitor::ValAccuracy);
-    let monitors = [
-        config.early_stopping.as_ref().map(|e| e.monitor),
-        config.checkpoint.as_ref().map(|c| c.monitor),
-    ];
-    if val.is_none_or(|v| v.is_empty()) && monitors.into_iter().flatten().any(needs_val) {
+    if val.is_none_or(|v| v.is_empty()) && config.validation_monitor_key().is_some() {
         return Err(Error::InvalidArgument(
             "early stopping or checkpointing watches a validation metric, but there is no test set"
                 .into(),

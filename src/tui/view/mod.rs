@@ -15,6 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
+pub use crate::text::short;
 pub use predict::ImageView;
 
 use super::app::{App, Input, Screen};
@@ -187,15 +188,6 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
         w,
         h,
     )
-}
-
-/// `s` cut to `n` characters, an ellipsis marking the cut.
-pub fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
-    }
 }
 
 /// `0.1234` or `-` for a missing figure.
