@@ -220,6 +220,17 @@ impl ExperimentData {
             test,
         })
     }
+
+    /// The images a trained head is judged on: the test images, or, for a dataset without a
+    /// test set, every image.
+    pub fn evaluation_images(&self) -> Vec<PathBuf> {
+        let images = if self.test.is_empty() {
+            &self.train
+        } else {
+            &self.test
+        };
+        images.iter().map(|i| i.path.clone()).collect()
+    }
 }
 
 /// The person folders directly under `dir`, sorted, each with its images.

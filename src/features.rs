@@ -7,7 +7,6 @@
 //! f32 LE. A torn or corrupted entry fails the checksum and is recomputed, never trusted; entries
 //! are written to a temporary file and renamed into place.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -82,11 +81,7 @@ impl FeatureCache {
         let path = self.path_of(key);
         let dir = path.parent().expect("entry paths have a parent");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        temp.write_all(&encode_entry(features))
-            .map_err(|e| Error::io(temp.path(), e))?;
-        temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok(())
+        crate::fsutil::write_atomically(&path, &encode_entry(features))
     }
 }
 

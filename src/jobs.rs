@@ -12,7 +12,7 @@ use crate::config::Experiment;
 use crate::dataset::ExperimentData;
 use crate::error::Result;
 use crate::features::FeatureCache;
-use crate::model::{self, TrainedHead};
+use crate::model::TrainedHead;
 use crate::predict::{self, Prediction};
 use crate::progress::{NoProgress, Progress};
 use crate::run::{self, RunEvents, RunSummary};
@@ -137,7 +137,7 @@ pub fn spawn_prediction(
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let result = (|| -> Result<Prediction> {
-            let head = TrainedHead::load(&model::run_dir(&ws.models_dir(), &run_id))?;
+            let head = TrainedHead::load(&ws.run_dir(&run_id))?;
             let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
             let (mut predictions, skipped) = predict::predict(
@@ -164,11 +164,12 @@ pub fn spawn_prediction(
 /// What a background capture reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CaptureEvent {
-    /// A frame was judged: a small preview with the face boxed, what happened, and the count.
+    /// A frame was judged: a small preview with the face boxed, what happened, and the counts
+    /// so far (saved, and turned away by each gate).
     Frame {
         preview: image::RgbImage,
         outcome: String,
-        saved: usize,
+        tally: crate::capture::session::CaptureTally,
         target: Option<usize>,
     },
     /// The session ended: crops saved, or why it stopped.
@@ -193,11 +194,11 @@ pub struct CaptureJob {
 /// Width of the previews sent to the interface (enough for any terminal's half-blocks).
 const PREVIEW_WIDTH: u32 = 320;
 
-/// Captures faces from `source_spec` (`camera:N` or `dir:PATH`) into `facedata` on a thread.
+/// Captures faces from `source` into `facedata` on a thread (which opens the source itself).
 pub fn spawn_capture(
     facedata: PathBuf,
     settings: crate::capture::session::CaptureSettings,
-    source_spec: String,
+    source: crate::capture::source::SourceSpec,
     cascade: crate::capture::cascade::Cascade,
 ) -> CaptureJob {
     use crate::capture::session::{CaptureSession, FrameOutcome};
@@ -205,7 +206,7 @@ pub fn spawn_capture(
     let (control, control_rx) = channel::<CaptureControl>();
     std::thread::spawn(move || {
         let result = (|| -> Result<usize> {
-            let mut source = crate::capture::source::open(&source_spec)?;
+            let mut source = source.open()?;
             let mut session = CaptureSession::new(&facedata, settings, cascade)?;
             let (mut paused, mut skip_next) = (false, false);
             while !session.done() {
@@ -236,7 +237,7 @@ pub fn spawn_capture(
                 let event = CaptureEvent::Frame {
                     preview,
                     outcome,
-                    saved: session.saved(),
+                    tally: session.tally(),
                     target: session.settings().count,
                 };
                 if tx.send(event).is_err() {

@@ -3,9 +3,9 @@
 //! display labels, preprocessing) and `config.yaml` (the resolved experiment). Every file is
 //! written to a temporary file and renamed into place.
 
+use crate::fsutil::write_atomically;
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, &None).map_err(|e| head_error(path, e))?;
+    let serialized = safetensors::serialize(views, None).map_err(|e| head_error(path, e))?;
     write_atomically(path, &serialized)
 }
 
@@ -126,24 +126,6 @@ pub fn load_params(path: &Path) -> Result<HeadParams> {
 pub fn save_meta(dir: &Path, meta: &HeadMeta) -> Result<()> {
     let text = serde_json::to_string_pretty(meta).expect("metadata serialises");
     write_atomically(&dir.join(META_FILE), text.as_bytes())
-}
-
-/// Writes through a temporary file in the same folder and renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    temp.write_all(bytes)
-        .map_err(|e| Error::io(temp.path(), e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(temp.path(), e))?;
-    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
-/// `models/<run-id>` in a workspace's models folder.
-pub fn run_dir(models_dir: &Path, run_id: &str) -> PathBuf {
-    models_dir.join(run_id)
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

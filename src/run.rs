@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::features::{self, AugmentCopy, FeatureCache, FeatureRequest};
 use crate::model::{self, HeadMeta, BEST_FILE, CONFIG_FILE, HEAD_FILE};
 use crate::progress::Progress;
-use crate::store::{NewRun, RunResult, RunStatus, RunStore};
+use crate::store::{NewRun, RunRecord, RunResult, RunStatus, RunStore};
 use crate::train::head::{HeadParams, HeadRunner};
 use crate::train::{self, EpochMetrics, LabeledFeatures, TrainObserver};
 use crate::workspace::Workspace;
@@ -32,10 +32,6 @@ pub trait RunEvents {
     }
 }
 
-/// Events nobody listens to.
-pub struct Silent;
-impl RunEvents for Silent {}
-
 /// How a finished run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
@@ -51,15 +47,38 @@ pub struct RunSummary {
 
 /// Opens the workspace's store and marks runs whose process has gone as interrupted.
 pub fn open_store(ws: &Workspace) -> Result<RunStore> {
-    let store = RunStore::open(&ws.root().join("facelab.db"))?;
+    let store = RunStore::open(&ws.store_path())?;
     mark_dead_runs(&store, ws)?;
     Ok(store)
 }
 
 /// Marks `running` runs whose process no longer holds their lock as interrupted.
 pub fn mark_dead_runs(store: &RunStore, ws: &Workspace) -> Result<Vec<String>> {
-    let models = ws.models_dir();
-    store.mark_interrupted(|id| run_is_alive(&model::run_dir(&models, id)))
+    store.mark_interrupted(|id| run_is_alive(&ws.run_dir(id)))
+}
+
+/// Deletes a run: its record (epochs, confusion matrix, tags and notes included) and its model
+/// folder. A run that is still training is refused: cancel it first.
+pub fn delete_run(store: &RunStore, ws: &Workspace, run_id: &str) -> Result<()> {
+    let dir = ws.run_dir(run_id);
+    if run_is_alive(&dir) {
+        return Err(Error::InvalidArgument(format!(
+            "run {run_id} is still training; cancel it (x on the Experiments screen, or Ctrl-C) before deleting it"
+        )));
+    }
+    store.delete_run(run_id)?;
+    if dir.is_dir() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// The images a run was tested on, from its recorded config and the dataset as it is now (see
+/// [`ExperimentData::evaluation_images`]).
+pub fn test_images(ws: &Workspace, run: &RunRecord) -> Result<Vec<PathBuf>> {
+    let config_path = ws.run_dir(&run.id).join(CONFIG_FILE);
+    let experiment = Experiment::parse(&config_path, &run.config_yaml)?;
+    Ok(ExperimentData::load(ws.root(), &experiment)?.evaluation_images())
 }
 
 /// A run is alive while some process holds the lock file in its model folder.
@@ -90,12 +109,12 @@ pub fn train_experiment(
 
     let store = open_store(ws)?;
     let run_id = new_run_id(&store, &experiment.config_hash())?;
-    let model_dir = model::run_dir(&ws.models_dir(), &run_id);
+    let model_dir = ws.run_dir(&run_id);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
     let lock_path = model_dir.join(LOCK_FILE);
     let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
     lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-    model::write_atomically(
+    crate::fsutil::write_atomically(
         &model_dir.join(CONFIG_FILE),
         experiment.resolved_yaml().as_bytes(),
     )?;

@@ -1,5 +1,6 @@
 //! A facelab workspace: the folder holding `experiments/`, `facedata/`, `models/` and
-//! `facelab.db`. Every path the tool reads or writes by default is derived here.
+//! `facelab.db`. Every path the tool reads or writes by default is derived here, and nowhere
+//! else.
 
 use std::path::{Path, PathBuf};
 
@@ -33,5 +34,28 @@ impl Workspace {
 
     pub fn experiments_dir(&self) -> PathBuf {
         self.root.join("experiments")
+    }
+
+    /// `experiments/*.yaml` (and `.yml`), as workspace-relative paths, sorted.
+    pub fn experiment_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.experiments_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .filter_map(|p| p.strip_prefix(&self.root).map(Path::to_owned).ok())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The run store, an SQLite file.
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("facelab.db")
+    }
+
+    /// A run's saved head, its checkpoints and resolved config: `models/<run-id>/`.
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.models_dir().join(run_id)
     }
 }

@@ -182,14 +182,16 @@ fn person_names_that_leave_facedata_and_missing_cameras_are_clear_errors() {
 fn a_background_capture_streams_boxed_previews_and_obeys_stop() {
     use facelab::capture::cascade::{find_face_cascade, Cascade};
     use facelab::capture::session::CaptureSettings;
+    use facelab::capture::source::SourceSpec;
     use facelab::jobs::{spawn_capture, CaptureControl, CaptureEvent};
 
     let ws = tempfile::tempdir().unwrap();
     let cascade = Cascade::load(&find_face_cascade(None).unwrap()).unwrap();
-    let mut settings = CaptureSettings::new("eric");
+    let source: SourceSpec = format!("dir:{}", shared().join("facedata/seed/train/s01").display())
+        .parse()
+        .unwrap();
+    let mut settings = CaptureSettings::for_source("eric", &source);
     settings.count = Some(2);
-    settings.interval = std::time::Duration::ZERO;
-    let source = format!("dir:{}", shared().join("facedata/seed/train/s01").display());
     let job = spawn_capture(
         ws.path().join("facedata"),
         settings,
@@ -200,7 +202,7 @@ fn a_background_capture_streams_boxed_previews_and_obeys_stop() {
     let frames: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            CaptureEvent::Frame { preview, saved, .. } => Some((preview.width(), *saved)),
+            CaptureEvent::Frame { preview, tally, .. } => Some((preview.width(), tally.saved)),
             _ => None,
         })
         .collect();
@@ -217,7 +219,7 @@ fn a_background_capture_streams_boxed_previews_and_obeys_stop() {
     );
 
     // Stop ends a session before its target.
-    let mut settings = CaptureSettings::new("maria");
+    let mut settings = CaptureSettings::for_source("maria", &source);
     settings.count = Some(100);
     let job = spawn_capture(ws.path().join("facedata"), settings, source, cascade);
     job.control.send(CaptureControl::Stop).unwrap();

@@ -151,19 +151,26 @@ pub fn pointwise(
                 residual: res,
             };
             match (isa, height, group.panels) {
+                // Every AVX-512 arm relies on the same two facts: Isa::Avx512 is only chosen
+                // when the CPU reports avx512f (Isa::detect), and each tile function asserts
+                // that `tile`'s slices and `out_rows` hold every element it reads or writes.
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: Isa::Avx512 is only chosen when the CPU reports avx512f; each tile
-                // asserts that the slices hold what it reads.
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, TILE_ROWS, 2) => unsafe { tile_avx512_12x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, TILE_ROWS, _) => unsafe { tile_avx512_12x16(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, 1, 2) => unsafe { tile_avx512_1x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, 1, _) => unsafe { tile_avx512_1x16(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, _, 2) => unsafe { tile_avx512_4x32(&tile, out_rows) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, _, _) => unsafe { tile_avx512_4x16(&tile, out_rows) },
                 (_, _, 2) => tile_portable::<2>(&tile, out_rows),
                 _ => tile_portable::<1>(&tile, out_rows),
@@ -266,6 +273,9 @@ unsafe fn finish_tile_avx512<const NV: usize, const ROWS: usize>(
                 v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
             }
             let at = r * t.n + t.col0 + c;
+            // SAFETY: the mask enables only the `t.cols - c` valid columns of this row, so the
+            // masked load and store touch `at..at + valid`, inside `out` and `res` (whose
+            // lengths the calling tile asserted); masked-off lanes are not accessed.
             if let Some(res) = t.residual {
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)));
             }
@@ -295,6 +305,9 @@ fn tile_portable<const NV: usize>(t: &Tile, out: &mut [f32]) {
                 v = v.clamp(0.0, 6.0);
             }
             let at = r * t.n + t.col0 + c;
+            // SAFETY: the mask enables only the `t.cols - c` valid columns of this row, so the
+            // masked load and store touch `at..at + valid`, inside `out` and `res` (whose
+            // lengths the calling tile asserted); masked-off lanes are not accessed.
             if let Some(res) = t.residual {
                 v += res[at];
             }
@@ -422,6 +435,9 @@ unsafe fn depthwise_row_avx512(
     // taps never branch on rows.
     let rows = rows.map(|r| r.unwrap_or(centre).as_ptr());
     for c0 in (0..c).step_by(LANES) {
+        // SAFETY (the masked loads and stores below): the mask enables only the `c - c0`
+        // channels left in this group, so every access stays inside the channel range of a
+        // pixel that `columns` and the caller's row slices guarantee to exist.
         let mask = lane_mask(c - c0);
         let mut w = [zero; 9];
         for (tap, wv) in w.iter_mut().enumerate() {

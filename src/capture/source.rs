@@ -18,26 +18,61 @@ pub struct Frame {
 }
 
 /// A stream of frames; `None` when it has no more (a folder that is used up).
-pub trait FrameSource: Send {
+///
+/// Not `Send`: a camera handle may be tied to the thread that opened it (AVFoundation's is), so
+/// a source is opened on the thread that reads it (see [`SourceSpec::open`]).
+pub trait FrameSource {
     fn next_frame(&mut self) -> Result<Option<Frame>>;
     fn describe(&self) -> String;
 }
 
-/// `camera:N` or `dir:PATH`.
-pub fn open(spec: &str) -> Result<Box<dyn FrameSource>> {
-    match spec.split_once(':') {
-        Some(("camera", index)) => {
-            let index: u32 = index.parse().map_err(|_| {
-                Error::InvalidArgument(format!(
-                    "--source {spec}: the camera index must be a number, e.g. camera:0"
-                ))
-            })?;
-            Ok(Box::new(CameraSource::open(index)?))
+/// Where frames come from, as a user writes it: `camera:N` or `dir:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Camera(u32),
+    Folder(PathBuf),
+}
+
+impl SourceSpec {
+    /// A camera streams one moment after another, so its frames need time between saves;
+    /// photos in a folder are different moments already.
+    pub fn is_camera(&self) -> bool {
+        matches!(self, SourceSpec::Camera(_))
+    }
+
+    /// Opens the source; call it on the thread that will read the frames.
+    pub fn open(&self) -> Result<Box<dyn FrameSource>> {
+        match self {
+            SourceSpec::Camera(index) => Ok(Box::new(CameraSource::open(*index)?)),
+            SourceSpec::Folder(dir) => Ok(Box::new(FolderSource::new(dir)?)),
         }
-        Some(("dir", path)) => Ok(Box::new(FolderSource::new(Path::new(path))?)),
-        _ => Err(Error::InvalidArgument(format!(
-            "--source {spec}: use camera:N (e.g. camera:0) or dir:PATH"
-        ))),
+    }
+}
+
+impl std::str::FromStr for SourceSpec {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        match spec.trim().split_once(':') {
+            Some(("camera", index)) => index.parse().map(SourceSpec::Camera).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "source {spec:?}: the camera index must be a number, e.g. camera:0"
+                ))
+            }),
+            Some(("dir", path)) if !path.is_empty() => Ok(SourceSpec::Folder(PathBuf::from(path))),
+            _ => Err(Error::InvalidArgument(format!(
+                "source {spec:?}: use camera:N (e.g. camera:0) or dir:PATH"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Camera(index) => write!(f, "camera:{index}"),
+            SourceSpec::Folder(dir) => write!(f, "dir:{}", dir.display()),
+        }
     }
 }
 
@@ -94,10 +129,6 @@ pub struct CameraSource {
     frames: u64,
 }
 
-// SAFETY: nokhwa's Camera wraps a V4L2 handle that may move between threads; it is used by one
-// thread at a time (the owner of the CameraSource).
-unsafe impl Send for CameraSource {}
-
 impl CameraSource {
     pub fn open(index: u32) -> Result<Self> {
         let explain = |e: nokhwa::NokhwaError| {
@@ -135,5 +166,28 @@ impl FrameSource for CameraSource {
 
     fn describe(&self) -> String {
         format!("camera {}", self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_back() {
+        for text in ["camera:0", "camera:12", "dir:/tmp/photos", "dir:a b/c"] {
+            let spec: SourceSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+        }
+        assert!("camera:0".parse::<SourceSpec>().unwrap().is_camera());
+        assert!(!"dir:x".parse::<SourceSpec>().unwrap().is_camera());
+    }
+
+    #[test]
+    fn bad_specs_name_the_value_and_the_forms() {
+        for bad in ["camera:x", "camera:0dir:/tmp", "dir:", "webcam", ""] {
+            let e = bad.parse::<SourceSpec>().unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 }

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use facelab::capture::cascade::{obtain_face_cascade, Cascade};
-use facelab::capture::session::{CaptureSession, CaptureSettings, FrameOutcome, SplitChoice};
-use facelab::capture::source::{self, FolderSource, FrameSource};
+use facelab::capture::session::{
+    check_person_name, CaptureSession, CaptureSettings, FrameOutcome, SplitChoice,
+};
+use facelab::capture::source::{FrameSource, SourceSpec};
 use facelab::capture::stats;
 
 use super::Context;
@@ -41,15 +43,16 @@ pub fn capture(
     interval_ms: Option<u64>,
     gates: &GateArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut settings = CaptureSettings::new(person);
+    // Cheap checks first: a bad name or source is reported before any camera or cascade.
+    check_person_name(person)?;
+    let spec: SourceSpec = source_spec.parse()?;
+    let mut settings = CaptureSettings::for_source(person, &spec);
     settings.count = Some(count);
-    // Photos in a folder are different moments already; a camera needs time between saves.
-    let is_camera = source_spec.starts_with("camera");
-    settings.interval =
-        Duration::from_millis(interval_ms.unwrap_or(if is_camera { 300 } else { 0 }));
+    if let Some(ms) = interval_ms {
+        settings.interval = Duration::from_millis(ms);
+    }
     apply(&mut settings, gates);
-    let source = source::open(source_spec)?;
-    run_session(ctx, settings, source, gates.cascade.as_deref())
+    run_session(ctx, settings, spec.open()?, gates.cascade.as_deref())
 }
 
 pub fn import(
@@ -58,20 +61,16 @@ pub fn import(
     person: &str,
     gates: &GateArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut settings = CaptureSettings::new(person);
+    check_person_name(person)?;
+    let spec = SourceSpec::Folder(dir.to_owned());
+    let mut settings = CaptureSettings::for_source(person, &spec);
     // Importing keeps one crop per photo with a face unless a gate is asked for.
     settings.count = None;
-    settings.interval = Duration::ZERO;
     settings.min_face = 0;
     settings.min_sharpness = 0.0;
     settings.duplicate_distance = 0.0;
     apply(&mut settings, gates);
-    run_session(
-        ctx,
-        settings,
-        Box::new(FolderSource::new(dir)?),
-        gates.cascade.as_deref(),
-    )
+    run_session(ctx, settings, spec.open()?, gates.cascade.as_deref())
 }
 
 fn apply(settings: &mut CaptureSettings, gates: &GateArgs) {
@@ -98,12 +97,10 @@ fn run_session(
     let person = settings.person.clone();
     let mut session = CaptureSession::new(&facedata, settings, cascade)?;
     eprintln!("capturing {person} from {}", source.describe());
-    let mut frames = 0;
     while !session.done() {
         let Some(frame) = source.next_frame()? else {
             break;
         };
-        frames += 1;
         let outcome = session.process(&frame.image, Instant::now())?;
         if !matches!(outcome, FrameOutcome::TooSoon { .. }) {
             println!("{}: {}", frame.origin, outcome.describe());
@@ -114,9 +111,10 @@ fn run_session(
         .count
         .map_or(String::new(), |c| format!(" of {c}"));
     println!(
-        "saved {}{target} crops of {person} from {frames} frames into {}",
+        "saved {}{target} crops of {person} into {} ({})",
         session.saved(),
-        facedata.display()
+        facedata.display(),
+        session.tally().describe()
     );
     if session.saved() > 0 {
         println!("Next: `facelab dataset stats`, then train (facelab train experiments/recommended.yaml).");

@@ -13,6 +13,7 @@ mod runs;
 mod status;
 mod train;
 
+use facelab::store::RunColumn;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,13 +87,14 @@ enum Command {
     Train { experiment: PathBuf },
     /// List runs.
     Runs {
-        /// Column to sort by: id, experiment, status, started, epochs, val_accuracy, val_loss,
-        /// test_accuracy, duration.
+        /// Column to sort by, best first (newest, highest accuracy, lowest loss; names
+        /// A-Z): started, id, experiment, status, val_accuracy, val_loss, test_accuracy,
+        /// epochs, duration.
         #[arg(long, default_value = "started")]
-        sort: String,
-        /// Sort descending (the default for `started`: newest first).
+        sort: RunColumn,
+        /// Worst first instead (runs without the figure still come last).
         #[arg(long)]
-        desc: bool,
+        reverse: bool,
         /// One JSON array of run objects.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -190,7 +192,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train { experiment } => train::run(&context, &experiment),
         Command::Runs {
             sort,
-            desc,
+            reverse,
             json,
             csv,
         } => {
@@ -201,8 +203,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             } else {
                 runs::Format::Table
             };
-            let descending = desc || sort == "started";
-            runs::list(&context, &sort, descending, format)
+            runs::list(&context, sort, reverse, format)
         }
         Command::Show { run } => runs::show(&context, &run),
         Command::Predict {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use facelab::dataset;
 use facelab::features::FeatureCache;
-use facelab::model::{self, TrainedHead};
+use facelab::model::TrainedHead;
 use facelab::predict;
 use facelab::run::open_store;
 use serde_json::json;
@@ -23,7 +23,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
     let record = store.run(id)?;
-    let head = TrainedHead::load(&model::run_dir(&ctx.workspace.models_dir(), &record.id))?;
+    let head = TrainedHead::load(&ctx.workspace.run_dir(&record.id))?;
     let mut images = Vec::new();
     for input in inputs {
         if input.is_dir() {

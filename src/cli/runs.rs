@@ -2,27 +2,13 @@
 
 use std::process::ExitCode;
 
-use facelab::model;
-use facelab::run::open_store;
-use facelab::store::RunRecord;
+use facelab::run::{delete_run, open_store};
+use facelab::store::{sort_runs, RunColumn, RunRecord};
 use serde_json::json;
 
 use super::train::format_epoch;
 use super::Context;
-use crate::text::short;
-
-/// Columns `facelab runs` shows and can sort by.
-pub const COLUMNS: [&str; 9] = [
-    "id",
-    "experiment",
-    "status",
-    "started",
-    "epochs",
-    "val_accuracy",
-    "val_loss",
-    "test_accuracy",
-    "duration",
-];
+use crate::text::{label_width, short, LABEL_WIDTH};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -33,25 +19,12 @@ pub enum Format {
 
 pub fn list(
     ctx: &Context,
-    sort: &str,
-    descending: bool,
+    sort: RunColumn,
+    reverse: bool,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    if !COLUMNS.contains(&sort) {
-        anyhow::bail!("cannot sort by '{sort}'; columns: {}", COLUMNS.join(", "));
-    }
     let store = open_store(&ctx.workspace)?;
-    let mut runs = store.runs()?;
-    runs.sort_by(|a, b| {
-        let order = cell(a, sort)
-            .partial_cmp(&cell(b, sort))
-            .unwrap_or(std::cmp::Ordering::Equal);
-        if descending {
-            order.reverse()
-        } else {
-            order
-        }
-    });
+    let runs = sort_runs(store.runs()?, sort, reverse);
     match format {
         Format::Json => {
             let rows: Vec<_> = runs.iter().map(run_json).collect();
@@ -59,9 +32,9 @@ pub fn list(
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());
-            w.write_record(COLUMNS)?;
+            w.write_record(RunColumn::ALL.map(RunColumn::name))?;
             for r in &runs {
-                w.write_record(COLUMNS.map(|c| cell(r, c).to_string()))?;
+                w.write_record(RunColumn::ALL.map(|c| c.cell(r).to_string()))?;
             }
             w.flush()?;
         }
@@ -74,41 +47,6 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("a run serialises");
     v["duration_seconds"] = json!(r.duration_seconds());
     v
-}
-
-/// A sortable, printable cell: numbers compare as numbers, missing values first.
-#[derive(PartialEq, PartialOrd)]
-enum Cell {
-    Missing,
-    Number(f64),
-    Text(String),
-}
-
-impl std::fmt::Display for Cell {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            Cell::Missing => Ok(()),
-            Cell::Number(n) if n.fract() == 0.0 => write!(f, "{n}"),
-            Cell::Number(n) => write!(f, "{n:.4}"),
-            Cell::Text(t) => f.write_str(t),
-        }
-    }
-}
-
-fn cell(r: &RunRecord, column: &str) -> Cell {
-    let number = |v: Option<f64>| v.map_or(Cell::Missing, Cell::Number);
-    match column {
-        "id" => Cell::Text(r.id.clone()),
-        "experiment" => Cell::Text(r.experiment.clone()),
-        "status" => Cell::Text(r.status.as_str().into()),
-        "started" => Cell::Text(r.started_at.clone()),
-        "epochs" => Cell::Number(r.epochs as f64),
-        "val_accuracy" => number(r.best_val_accuracy),
-        "val_loss" => number(r.val_loss),
-        "test_accuracy" => number(r.test_accuracy),
-        "duration" => number(r.duration_seconds()),
-        _ => Cell::Missing,
-    }
 }
 
 fn print_table(runs: &[RunRecord]) {
@@ -177,13 +115,7 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         println!("  {:>3}  {}", m.epoch, format_epoch(&m));
     }
     if let Some(c) = store.confusion(&run.id)? {
-        let width = c
-            .labels
-            .iter()
-            .map(|l| l.chars().count())
-            .max()
-            .unwrap_or(4)
-            .clamp(4, 16);
+        let width = label_width(&c.labels, 4, LABEL_WIDTH);
         println!("\nconfusion matrix on the test set (rows: actual, columns: predicted):");
         print!("  {:width$}", "");
         for l in &c.labels {
@@ -210,11 +142,7 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
 pub fn remove(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
     let run = store.run(id)?;
-    store.delete_run(&run.id)?;
-    let dir = model::run_dir(&ctx.workspace.models_dir(), &run.id);
-    if dir.is_dir() {
-        std::fs::remove_dir_all(&dir)?;
-    }
+    delete_run(&store, &ctx.workspace, &run.id)?;
     println!("removed run {}", run.id);
     Ok(ExitCode::SUCCESS)
 }

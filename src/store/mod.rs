@@ -4,7 +4,11 @@
 //! Writes that belong together (a run's final figures and its confusion matrix) share one
 //! transaction, so a run killed at any point leaves the database consistent.
 
+mod columns;
+pub mod fixtures;
 mod schema;
+
+pub use columns::{sort_rows, sort_runs, Cell, RunColumn};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

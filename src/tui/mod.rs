@@ -11,15 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyEventKind};
+use facelab::capture::source::SourceSpec;
 use facelab::config::Experiment;
-use facelab::dataset;
 use facelab::jobs::{self, CancelHandle, CaptureControl, TrainEvent};
-use facelab::model;
-use facelab::run::{mark_dead_runs, open_store};
+use facelab::run::{delete_run, mark_dead_runs, open_store, test_images};
 use facelab::store::RunStore;
 use facelab::workspace::Workspace;
-use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::Terminal;
 use ratatui_image::picker::Picker;
 
@@ -46,7 +44,7 @@ pub fn run(workspace: Workspace, weights: Option<PathBuf>) -> anyhow::Result<()>
 /// (which any terminal shows) or what the environment reveals. FACELAB_IMAGES=query forces the
 /// query, FACELAB_IMAGES=halfblocks forbids it.
 fn image_picker() -> Picker {
-    let fallback = || Picker::from_fontsize((8, 16));
+    let fallback = || Picker::halfblocks();
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let capable = !var("KITTY_WINDOW_ID").is_empty()
         || var("TERM").contains("kitty")
@@ -63,8 +61,8 @@ fn image_picker() -> Picker {
     }
 }
 
-fn event_loop<B: Backend>(
-    terminal: &mut Terminal<B>,
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
     ws: Workspace,
     weights: Option<PathBuf>,
     mut image: ImageView,
@@ -169,11 +167,7 @@ fn serve(store: &RunStore, ws: &Workspace, command: Command) -> anyhow::Result<M
                 .collect::<Result<_, _>>()?,
         ),
         Command::DeleteRun(id) => {
-            store.delete_run(&id)?;
-            let dir = model::run_dir(&ws.models_dir(), &id);
-            if dir.is_dir() {
-                std::fs::remove_dir_all(&dir)?;
-            }
+            delete_run(store, ws, &id)?;
             Msg::RunsLoaded(store.runs()?)
         }
         Command::SetTags(id, tags) => {
@@ -184,8 +178,8 @@ fn serve(store: &RunStore, ws: &Workspace, command: Command) -> anyhow::Result<M
             store.set_notes(&id, &notes)?;
             Msg::RunsLoaded(store.runs()?)
         }
-        Command::ListExperiments => Msg::ExperimentsListed(list_experiments(ws)),
-        Command::ListPredictImages(id) => Msg::PredictImages(test_images(store, ws, &id)?),
+        Command::ListExperiments => Msg::ExperimentsListed(ws.experiment_files()),
+        Command::ListPredictImages(id) => Msg::PredictImages(test_images(ws, &store.run(&id)?)?),
         other => Msg::Error(format!("not a store command: {other:?}")),
     })
 }
@@ -198,34 +192,6 @@ fn load_detail(store: &RunStore, id: &str) -> facelab::Result<RunDetail> {
     })
 }
 
-/// `experiments/*.yaml`, as workspace-relative paths, sorted.
-fn list_experiments(ws: &Workspace) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(ws.experiments_dir())
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .filter_map(|p| p.strip_prefix(ws.root()).map(Path::to_owned).ok())
-        .collect();
-    files.sort();
-    files
-}
-
-/// The test images of the dataset a run was trained on (all its images when it had no test set).
-fn test_images(store: &RunStore, ws: &Workspace, id: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let run = store.run(id)?;
-    let experiment = Experiment::parse(Path::new("config.yaml"), &run.config_yaml)?;
-    let data = &experiment.config.data;
-    let dir = ws.root().join(&data.dir);
-    let dir = match &data.test {
-        Some(test) => dir.join(test),
-        None => dir,
-    };
-    Ok(dataset::list_images(&dir)
-        .map(|l| l.images)
-        .unwrap_or_default())
-}
-
 /// Sends commands where they belong: the store thread, or a job.
 struct Runtime {
     ws: Workspace,
@@ -233,7 +199,7 @@ struct Runtime {
     tx: Sender<Msg>,
     store_tx: Sender<Command>,
     job: Option<CancelHandle>,
-    capture: Option<std::sync::mpsc::Sender<CaptureControl>>,
+    capture: Option<Sender<CaptureControl>>,
 }
 
 impl Runtime {
@@ -262,7 +228,7 @@ impl Runtime {
         }
     }
 
-    fn start_capture(&mut self, person: String, source: String) {
+    fn start_capture(&mut self, person: String, source: SourceSpec) {
         use facelab::capture::cascade::{obtain_face_cascade, Cascade};
         use facelab::capture::session::CaptureSettings;
         let cascade = match obtain_face_cascade(None, &self.ws.models_dir())
@@ -270,17 +236,15 @@ impl Runtime {
         {
             Ok(c) => c,
             Err(e) => {
-                let _ = self
-                    .tx
-                    .send(Msg::Capture(facelab::jobs::CaptureEvent::Finished(Err(
-                        e.to_string()
-                    ))));
+                let _ = self.tx.send(Msg::Capture(jobs::CaptureEvent::Finished(Err(
+                    e.to_string()
+                ))));
                 return;
             }
         };
         let job = jobs::spawn_capture(
             self.ws.facedata_dir(),
-            CaptureSettings::new(&person),
+            CaptureSettings::for_source(&person, &source),
             source,
             cascade,
         );
@@ -318,14 +282,14 @@ fn forward<T: Send + 'static>(rx: Receiver<T>, tx: Sender<Msg>, wrap: fn(T) -> M
 /// Measures what the TUI costs: the first frame with `runs` runs in the store (open, load,
 /// draw), and each key's update and redraw. Returns (first frame ms, median key ms, worst key ms).
 pub fn bench(runs: usize, keys: usize) -> anyhow::Result<(f64, f64, f64)> {
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     let dir = tempfile::tempdir()?;
     let ws = Workspace::new(dir.path());
-    fill_store(&open_store(&ws)?, runs)?;
+    facelab::store::fixtures::fill_with_runs(&open_store(&ws)?, runs)?;
     let mut terminal = Terminal::new(TestBackend::new(160, 48))?;
-    let mut image = ImageView::new(Picker::from_fontsize((8, 16)));
+    let mut image = ImageView::new(Picker::halfblocks());
 
     let start = Instant::now();
     let store = open_store(&ws)?;
@@ -361,47 +325,4 @@ pub fn bench(runs: usize, keys: usize) -> anyhow::Result<(f64, f64, f64)> {
         times[times.len() / 2],
         *times.last().unwrap_or(&0.0),
     ))
-}
-
-/// `runs` finished runs of three epochs each, for the benchmark.
-fn fill_store(store: &RunStore, runs: usize) -> facelab::Result<()> {
-    use facelab::store::{NewRun, RunResult};
-    use facelab::train::EpochMetrics;
-    store.in_transaction(|s| {
-        for i in 0..runs {
-            let id = format!("{i:08x}");
-            s.create_run(&NewRun {
-                id: id.clone(),
-                experiment: format!("experiment-{}", i % 17),
-                config_yaml: format!("name: e{i}\ntrain:\n  epochs: 3\n"),
-                config_hash: "c".into(),
-                dataset_hash: "d".into(),
-                weights_hash: "w".into(),
-                seed: i as u64,
-            })?;
-            for epoch in 1..=3 {
-                let f = (i % 100) as f64 / 100.0;
-                s.add_epoch(
-                    &id,
-                    &EpochMetrics {
-                        epoch,
-                        loss: 1.0 - f,
-                        accuracy: f,
-                        val_loss: Some(1.1 - f),
-                        val_accuracy: Some(f),
-                        seconds: 0.2,
-                    },
-                )?;
-            }
-            s.finish_run(
-                &id,
-                &RunResult {
-                    best_epoch: Some(3),
-                    test_accuracy: Some(0.9),
-                    confusion: None,
-                },
-            )?;
-        }
-        Ok(())
-    })
 }

@@ -1,6 +1,6 @@
 //! Capturing a person's face crops: the camera (or folder) preview with the detected face boxed,
-//! drawn in the terminal (half-blocks over SSH), the saved count against the target, and what
-//! happened to the last frame.
+//! drawn in the terminal (half-blocks over SSH), the saved count against the target, what
+//! happened to the last frame, and how many frames each gate turned away.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Stylize};
@@ -54,12 +54,26 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect, images: &mut ImageView) 
         Gauge::default()
             .block(Block::bordered())
             .gauge_style(Color::Green)
-            .ratio((c.saved as f64 / target as f64).min(1.0))
-            .label(format!("{} / {target} saved", c.saved)),
+            .ratio((c.tally.saved as f64 / target as f64).min(1.0))
+            .label(format!("{} / {target} saved", c.tally.saved)),
         gauge,
     );
+    let mut report = vec![Line::from(c.last.clone())];
+    if c.tally.frames > 0 {
+        report.push(Line::from(""));
+        report.push(Line::from(format!(
+            "{} frames, {} saved; not saved:",
+            c.tally.frames, c.tally.saved
+        )));
+        report.extend(
+            c.tally
+                .rejections()
+                .into_iter()
+                .map(|(why, n)| Line::from(format!("  {why:<14}{n:>5}")).fg(Color::DarkGray)),
+        );
+    }
     frame.render_widget(
-        Paragraph::new(c.last.clone())
+        Paragraph::new(report)
             .wrap(Wrap { trim: true })
             .block(Block::bordered().title(" last frame ")),
         last,
@@ -87,11 +101,19 @@ mod tests {
 
     #[test]
     fn capture_shows_person_counter_outcome_and_the_preview() {
-        let mut app = App::default();
-        app.screen = Screen::Capture;
+        let mut app = App {
+            screen: Screen::Capture,
+            ..App::default()
+        };
         app.capture.person = "eric".into();
         app.capture.running = true;
-        app.capture.saved = 3;
+        app.capture.tally = facelab::capture::session::CaptureTally {
+            frames: 15,
+            saved: 3,
+            no_face: 7,
+            too_small: 5,
+            ..Default::default()
+        };
         app.capture.target = Some(15);
         app.capture.last = "too blurred (sharpness 9)".into();
         app.capture.preview = Some((
@@ -104,6 +126,9 @@ mod tests {
             "camera:0",
             "3 / 15 saved",
             "too blurred",
+            "15 frames, 3 saved; not saved:",
+            "no face           7",
+            "too small         5",
             "capturing",
             "Capture",
         ] {

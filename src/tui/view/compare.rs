@@ -13,7 +13,7 @@ use facelab::config::{differing_keys, flatten_yaml};
 use facelab::train::EpochMetrics;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
-    let runs = &app.compare;
+    let runs = &app.compare.runs;
     let [configs, curves, figures] = Layout::vertical([
         Constraint::Percentage(35),
         Constraint::Percentage(40),
@@ -25,7 +25,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .map(|d| flatten_yaml(&d.run.config_yaml))
         .collect();
-    let keys = if app.compare_all_keys {
+    let keys = if app.compare.all_keys {
         flat.iter()
             .flat_map(|c| c.keys().cloned())
             .collect::<std::collections::BTreeSet<_>>()
@@ -49,7 +49,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let widths: Vec<Constraint> = std::iter::once(Constraint::Length(28))
         .chain(runs.iter().map(|_| Constraint::Min(10)))
         .collect();
-    let title = match (app.compare_all_keys, keys.is_empty()) {
+    let title = match (app.compare.all_keys, keys.is_empty()) {
         (true, _) => " config (all keys; a: only differing) ",
         (false, true) => " the configs are identical (a: show all keys) ",
         (false, false) => " config keys that differ (a: all) ",
@@ -156,10 +156,10 @@ mod tests {
     #[test]
     fn compare_shows_differing_keys_both_runs_and_legends() {
         let mut a =
-            crate::tui::app::tests_support::run("aaaa1111", "seed", 0.5, "2026-11-29T07:00:00Z");
+            facelab::store::fixtures::finished_run("aaaa1111", "seed", 0.5, "2026-11-29T07:00:00Z");
         a.config_yaml = "name: seed\ntrain:\n  epochs: 3\n  seed: 42\n".into();
         let mut b =
-            crate::tui::app::tests_support::run("bbbb2222", "seed", 0.9, "2026-11-29T08:00:00Z");
+            facelab::store::fixtures::finished_run("bbbb2222", "seed", 0.9, "2026-11-29T08:00:00Z");
         b.config_yaml = "name: seed\ntrain:\n  epochs: 30\n  seed: 42\n".into();
         let mut app = App::default();
         app.update(Msg::CompareLoaded(vec![
@@ -189,7 +189,7 @@ mod tests {
                 && text.contains("test accuracy"),
             "{text}"
         );
-        app.compare_all_keys = true;
+        app.compare.all_keys = true;
         assert!(screen_text(&app, 120, 40).contains("train.seed"));
     }
 }

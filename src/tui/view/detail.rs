@@ -9,6 +9,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, T
 use ratatui::Frame;
 
 use super::{fmt4, short};
+use crate::text::{label_width, LABEL_WIDTH};
 use crate::tui::app::App;
 use facelab::store::StoredConfusion;
 use facelab::train::EpochMetrics;
@@ -144,20 +145,9 @@ fn render_confusion(frame: &mut Frame, c: &StoredConfusion, area: Rect) {
     let [matrix, scores] =
         Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(area);
     let max = c.counts.iter().flatten().copied().max().unwrap_or(1).max(1);
-    let name_width = c
-        .labels
-        .iter()
-        .map(|l| l.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 14) as u16;
-    let cell_width = c
-        .labels
-        .iter()
-        .map(|l| l.chars().count())
-        .max()
-        .unwrap_or(3)
-        .clamp(3, 6) as u16;
+    let name_width = label_width(&c.labels, 4, LABEL_WIDTH) as u16;
+    // Count columns stay narrow so a matrix of many people still fits.
+    let cell_width = label_width(&c.labels, 3, 6) as u16;
     let header = Row::new(
         std::iter::once(String::from("actual \\ predicted"))
             .chain(c.labels.iter().map(|l| short(l, cell_width as usize))),
@@ -204,7 +194,7 @@ fn render_confusion(frame: &mut Frame, c: &StoredConfusion, area: Rect) {
         .zip(c.precision.iter().zip(&c.recall))
         .map(|(label, (p, r))| {
             let f = |v: &Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-            Row::new([short(label, 14), f(p), f(r)])
+            Row::new([short(label, name_width as usize), f(p), f(r)])
         });
     let table = Table::new(
         rows,
@@ -230,7 +220,7 @@ mod tests {
 
     pub fn detail() -> RunDetail {
         let mut run =
-            crate::tui::app::tests_support::run("abcd1234", "seed", 0.9, "2026-11-29T07:00:00Z");
+            facelab::store::fixtures::finished_run("abcd1234", "seed", 0.9, "2026-11-29T07:00:00Z");
         run.config_yaml = "name: seed\ntrain:\n  epochs: 3\n".into();
         RunDetail {
             run,

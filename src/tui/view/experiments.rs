@@ -15,6 +15,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(area);
     let items: Vec<ListItem> = app
         .experiments
+        .files
         .iter()
         .map(|p| ListItem::new(p.display().to_string()))
         .collect();
@@ -27,7 +28,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 .add_modifier(Modifier::BOLD),
         )
         .highlight_symbol("> ");
-    let mut state = ListState::default().with_selected((!empty).then_some(app.experiment_selected));
+    let mut state =
+        ListState::default().with_selected((!empty).then_some(app.experiments.selected));
     frame.render_stateful_widget(widget, list, &mut state);
     if empty {
         let hint =
@@ -38,7 +40,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         );
     }
 
-    let Some(j) = &app.job else {
+    let Some(j) = &app.experiments.job else {
         frame.render_widget(
             Paragraph::new("Enter starts a run of the selected experiment in the background.")
                 .block(Block::bordered().title(" run ")),
@@ -122,19 +124,22 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
 
 #[cfg(test)]
 mod tests {
-    use crate::tui::app::{App, JobView, Screen};
+    use crate::tui::app::experiments::JobView;
+    use crate::tui::app::{App, Screen};
     use crate::tui::view::test_support::screen_text;
     use facelab::train::EpochMetrics;
 
     #[test]
     fn a_running_job_shows_its_gauge_and_epoch_rows() {
-        let mut app = App::default();
-        app.screen = Screen::Experiments;
-        app.experiments = vec![
+        let mut app = App {
+            screen: Screen::Experiments,
+            ..App::default()
+        };
+        app.experiments.files = vec![
             "experiments/seed.yaml".into(),
             "experiments/recommended.yaml".into(),
         ];
-        app.job = Some(JobView {
+        app.experiments.job = Some(JobView {
             experiment: "experiments/seed.yaml".into(),
             run_id: Some("feed0001".into()),
             features: (60, 60),
@@ -159,7 +164,7 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?}:\n{text}");
         }
-        app.job.as_mut().unwrap().outcome =
+        app.experiments.job.as_mut().unwrap().outcome =
             Some(Err("error: bad.yaml:3: train.batch_size: 0".into()));
         assert!(screen_text(&app, 120, 30).contains("train.batch_size"));
     }

@@ -18,7 +18,7 @@ use ratatui::Frame;
 pub use crate::text::short;
 pub use predict::ImageView;
 
-use super::app::{App, Input, Screen};
+use super::app::{App, Prompt, Screen};
 
 pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
     let [tabs, body, footer] = Layout::vertical([
@@ -69,20 +69,8 @@ fn render_tabs(frame: &mut Frame, app: &App, area: Rect) {
 
 /// The main keys of the current screen, or the line being typed, or the latest status.
 fn render_footer(frame: &mut Frame, app: &App, area: Rect) {
-    let line = if let Some(input) = &app.input {
-        let prompt = match input {
-            Input::Filter => "filter: ",
-            Input::Tags(_) => "tags (comma separated): ",
-            Input::Notes(_) => "notes: ",
-            Input::ImagePath => "image path: ",
-            Input::Person => "person: ",
-            Input::Source => "source (camera:N or dir:PATH): ",
-        };
-        Line::from(vec![
-            Span::from(prompt).bold(),
-            Span::from(app.input_text.as_str()),
-            Span::from("█"),
-        ])
+    let line = if let Some(prompt) = &app.prompt {
+        prompt_line(prompt)
     } else if !app.status.is_empty() {
         Line::from(Span::from(app.status.as_str()).fg(Color::Yellow))
     } else {
@@ -95,6 +83,25 @@ fn render_footer(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(Span::from(format!("{keys}  ? help  q quit")).fg(Color::DarkGray))
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The field being typed, the cursor drawn where it is; a value that typing will replace is
+/// shown reversed, as line editors mark a selection.
+fn prompt_line(prompt: &Prompt) -> Line<'_> {
+    let label = Span::from(prompt.field.prompt()).bold();
+    let input = &prompt.input;
+    if input.is_pristine() {
+        return Line::from(vec![label, Span::from(input.value()).reversed()]);
+    }
+    let (before, after) = input.split_at_cursor();
+    let mut rest = after.chars();
+    let under_cursor = rest.next().map_or(" ".to_owned(), String::from);
+    Line::from(vec![
+        label,
+        Span::from(before),
+        Span::from(under_cursor).reversed(),
+        Span::from(rest.as_str()),
+    ])
 }
 
 /// Each screen's keys, for the footer and the help overlay.
@@ -235,12 +242,13 @@ pub mod test_support {
 #[cfg(test)]
 mod tests {
     use super::test_support::screen_text;
-    use crate::tui::app::{App, JobView, Msg, RunDetail, Screen};
+    use crate::tui::app::experiments::JobView;
+    use crate::tui::app::{App, Msg, RunDetail, Screen};
 
     fn busy_app() -> App {
         let mut app = App::default();
         let run =
-            crate::tui::app::tests_support::run("abcd1234", "seed", 0.9, "2026-11-29T07:00:00Z");
+            facelab::store::fixtures::finished_run("abcd1234", "seed", 0.9, "2026-11-29T07:00:00Z");
         app.update(Msg::RunsLoaded(vec![run.clone()]));
         app.update(Msg::DetailLoaded(Box::new(RunDetail {
             run: run.clone(),
@@ -255,15 +263,13 @@ mod tests {
             };
             2
         ]));
-        app.experiments = vec!["experiments/seed.yaml".into()];
-        app.job = Some(JobView {
-            experiment: "experiments/seed.yaml".into(),
-            run_id: None,
-            features: (3, 10),
-            total_epochs: 0,
-            epochs: Vec::new(),
-            outcome: None,
-        });
+        app.experiments.files = vec!["experiments/seed.yaml".into()];
+        let mut job = JobView::new("experiments/seed.yaml".into());
+        job.features = (3, 10);
+        app.experiments.job = Some(job);
+        app.capture.person = "eric".into();
+        app.capture.running = true;
+        app.capture.preview = Some((1, image::RgbImage::new(32, 24)));
         app.predict.run_id = Some("abcd1234".into());
         app
     }
@@ -277,6 +283,7 @@ mod tests {
             Screen::Compare,
             Screen::Experiments,
             Screen::Predict,
+            Screen::Capture,
         ] {
             app.screen = screen;
             for help in [false, true] {

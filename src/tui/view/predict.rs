@@ -14,6 +14,7 @@ use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::StatefulImage;
 
 use super::short;
+use crate::text::LABEL_WIDTH;
 use crate::tui::app::App;
 
 /// The terminal's image protocol and the image being shown, kept between frames.
@@ -35,7 +36,7 @@ impl ImageView {
 
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        Self::new(Picker::from_fontsize((8, 16)))
+        Self::new(Picker::halfblocks())
     }
 
     /// The protocol state for capture frame `number`, encoding it when a new frame arrives.
@@ -149,7 +150,12 @@ fn prediction_lines(app: &App, width: u16) -> Vec<Line<'static>> {
             for (label, prob) in pred.ranking.iter().take(5) {
                 let bar = "█".repeat((prob * bar_width).round() as usize);
                 lines.push(Line::from(vec![
-                    Span::from(format!("{:<14} {:>5.1}% ", short(label, 14), prob * 100.0)),
+                    Span::from(format!(
+                        "{:<w$} {:>5.1}% ",
+                        short(label, LABEL_WIDTH),
+                        prob * 100.0,
+                        w = LABEL_WIDTH
+                    )),
                     Span::from(bar).fg(Color::Cyan),
                 ]));
             }
@@ -186,8 +192,10 @@ mod tests {
         })
         .save(&img_path)
         .unwrap();
-        let mut app = App::default();
-        app.screen = Screen::Predict;
+        let mut app = App {
+            screen: Screen::Predict,
+            ..App::default()
+        };
         app.predict.run_id = Some("abcd1234".into());
         app.predict.images = vec![img_path.clone()];
         app.predict.shown = Some(img_path.clone());

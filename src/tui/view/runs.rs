@@ -21,20 +21,20 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         (area, None)
     };
-    let runs = app.visible_runs();
+    let runs = app.runs.visible();
     let title = format!(
         " runs {}{} · sort: {} ",
         runs.len(),
-        if app.filter.is_empty() {
+        if app.runs.filter.is_empty() {
             String::new()
         } else {
-            format!(" matching '{}'", app.filter)
+            format!(" matching '{}'", app.runs.filter)
         },
-        app.sort.name()
+        app.runs.sort.title()
     );
     let block = Block::bordered().title(title);
     if runs.is_empty() {
-        let text = if app.runs.is_empty() {
+        let text = if app.runs.all.is_empty() {
             vec![
                 Line::from("No runs yet."),
                 Line::from(""),
@@ -63,10 +63,14 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
 fn render_table(frame: &mut Frame, app: &App, runs: &[&RunRecord], area: Rect, block: Block) {
     let rows_fit = area.height.saturating_sub(3).max(1) as usize;
     // The window of rows that fits, placed so the selection is inside it.
-    let first = app.selected.saturating_sub(rows_fit - 1);
+    let first = app.runs.selected.saturating_sub(rows_fit - 1);
     let window = &runs[first..(first + rows_fit).min(runs.len())];
     let rows = window.iter().map(|r| {
-        let mark = if app.marked.contains(&r.id) { "*" } else { " " };
+        let mark = if app.runs.marked.contains(&r.id) {
+            "*"
+        } else {
+            " "
+        };
         Row::new(vec![
             Cell::from(mark).fg(Color::Yellow),
             Cell::from(r.id.clone()),
@@ -118,7 +122,7 @@ fn render_table(frame: &mut Frame, app: &App, runs: &[&RunRecord], area: Rect, b
                 .bg(Color::DarkGray)
                 .add_modifier(Modifier::BOLD),
         );
-    let mut state = TableState::default().with_selected(Some(app.selected - first));
+    let mut state = TableState::default().with_selected(Some(app.runs.selected - first));
     frame.render_stateful_widget(table, area, &mut state);
 }
 

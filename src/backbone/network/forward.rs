@@ -1,259 +1,16 @@
-//! torchvision's MobileNetV2 (width 1.0) as a feature extractor: the layer list built from a
-//! state dict with every BatchNorm folded into its convolution, and the forward pass in NHWC
-//! over the kernels in [`super::kernels`]. Output: the 1280 globally average-pooled features
-//! of `features(x).mean([2, 3])`, and optionally the ImageNet logits of `classifier.1`.
+//! The forward pass: one image through the stem, the inverted-residual blocks (large ones
+//! fused band by band) and the last layer, as one member of a team of threads that split every
+//! layer's pixels; and the activation buffers the pass reuses.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
-use super::kernels::{
-    depthwise, depthwise_row, pointwise, Activation, Isa, PackedDepthwise, PackedPointwise, Shape,
-};
-use super::pth::StateDict;
-
-/// Length of the feature vector.
-pub const FEATURE_DIM: usize = 1280;
-/// ImageNet classes of the classifier.
-pub const CLASSES: usize = 1000;
-const BN_EPS: f32 = 1e-5;
-const STEM_CHANNELS: usize = 32;
-/// torchvision's inverted-residual settings: expansion t, output channels c, repeats n, stride s.
-const INVERTED_RESIDUAL_SETTINGS: [(usize, usize, usize, usize); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-];
-
-struct InvertedResidual {
-    expand: Option<PackedPointwise>,
-    depthwise: PackedDepthwise,
-    project: PackedPointwise,
-    residual: bool,
-}
-
-/// The network with folded weights, ready to run.
-pub struct MobileNetV2 {
-    isa: Isa,
-    stem: PackedPointwise,
-    blocks: Vec<InvertedResidual>,
-    last: PackedPointwise,
-    classifier_weight: Vec<f32>,
-    classifier_bias: Vec<f32>,
-    spare_activations: Mutex<Vec<Activations>>,
-}
-
-/// Activation sets kept for reuse: one per thread plus a team's.
-const MAX_SPARE_ACTIVATIONS: usize = 8;
-
-/// Pulls named tensors out of a state dict, checking their shapes.
-struct Weights<'a> {
-    state: &'a StateDict,
-}
-
-impl Weights<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], String> {
-        let t = self
-            .state
-            .get(name)
-            .ok_or_else(|| format!("tensor {name} is missing"))?;
-        if t.shape != shape {
-            return Err(format!(
-                "{name} has shape {:?}, expected {shape:?}",
-                t.shape
-            ));
-        }
-        t.as_f32().ok_or_else(|| format!("{name} is not float32"))
-    }
-
-    /// Conv weight `[out, rest...]` scaled by the BatchNorm at `bn`, and the folded bias.
-    fn conv_bn(
-        &self,
-        conv: &str,
-        bn: &str,
-        shape: &[usize],
-    ) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let out = shape[0];
-        let w = self.get(&format!("{conv}.weight"), shape)?;
-        let gamma = self.get(&format!("{bn}.weight"), &[out])?;
-        let beta = self.get(&format!("{bn}.bias"), &[out])?;
-        let mean = self.get(&format!("{bn}.running_mean"), &[out])?;
-        let var = self.get(&format!("{bn}.running_var"), &[out])?;
-        let per_out = w.len() / out;
-        let mut weight = Vec::with_capacity(w.len());
-        let mut bias = Vec::with_capacity(out);
-        for o in 0..out {
-            let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
-            weight.extend(w[o * per_out..(o + 1) * per_out].iter().map(|x| x * scale));
-            bias.push(beta[o] - mean[o] * scale);
-        }
-        Ok((weight, bias))
-    }
-
-    fn pointwise(
-        &self,
-        conv: &str,
-        bn: &str,
-        out: usize,
-        inp: usize,
-    ) -> Result<PackedPointwise, String> {
-        let (w, b) = self.conv_bn(conv, bn, &[out, inp, 1, 1])?;
-        Ok(PackedPointwise::new(&w, &b, out, inp))
-    }
-
-    fn depthwise(
-        &self,
-        conv: &str,
-        bn: &str,
-        channels: usize,
-        stride: usize,
-    ) -> Result<PackedDepthwise, String> {
-        let (w, b) = self.conv_bn(conv, bn, &[channels, 1, 3, 3])?;
-        Ok(PackedDepthwise::new(&w, &b, channels, stride))
-    }
-}
+use super::super::kernels::{depthwise, depthwise_row, pointwise, Activation, Shape};
+use super::team::{Member, SharedBuffer, SpinBarrier};
+use super::{InvertedResidual, MobileNetV2, FEATURE_DIM, STEM_CHANNELS};
 
 impl MobileNetV2 {
-    /// Builds the network from torchvision's state dict; the error names the offending tensor.
-    pub fn from_state_dict(state: &StateDict, isa: Isa) -> Result<Self, String> {
-        let weights = Weights { state };
-        let (stem_w, stem_b) =
-            weights.conv_bn("features.0.0", "features.0.1", &[STEM_CHANNELS, 3, 3, 3])?;
-        let stem = PackedPointwise::new(&stem_w, &stem_b, STEM_CHANNELS, 27);
-
-        let mut blocks = Vec::new();
-        let mut channels = STEM_CHANNELS;
-        let mut index = 1;
-        for (t, c, n, s) in INVERTED_RESIDUAL_SETTINGS {
-            for repeat in 0..n {
-                let stride = if repeat == 0 { s } else { 1 };
-                let hidden = channels * t;
-                let p = format!("features.{index}.conv");
-                let (expand, dw, proj, proj_bn) = if t == 1 {
-                    (None, "0", "1", "2")
-                } else {
-                    let expand = weights.pointwise(
-                        &format!("{p}.0.0"),
-                        &format!("{p}.0.1"),
-                        hidden,
-                        channels,
-                    )?;
-                    (Some(expand), "1", "2", "3")
-                };
-                blocks.push(InvertedResidual {
-                    expand,
-                    depthwise: weights.depthwise(
-                        &format!("{p}.{dw}.0"),
-                        &format!("{p}.{dw}.1"),
-                        hidden,
-                        stride,
-                    )?,
-                    project: weights.pointwise(
-                        &format!("{p}.{proj}"),
-                        &format!("{p}.{proj_bn}"),
-                        c,
-                        hidden,
-                    )?,
-                    residual: stride == 1 && channels == c,
-                });
-                channels = c;
-                index += 1;
-            }
-        }
-        let last = weights.pointwise(
-            &format!("features.{index}.0"),
-            &format!("features.{index}.1"),
-            FEATURE_DIM,
-            channels,
-        )?;
-        let classifier_weight = weights
-            .get("classifier.1.weight", &[CLASSES, FEATURE_DIM])?
-            .to_vec();
-        let classifier_bias = weights.get("classifier.1.bias", &[CLASSES])?.to_vec();
-        Ok(MobileNetV2 {
-            isa,
-            stem,
-            blocks,
-            last,
-            classifier_weight,
-            classifier_bias,
-            spare_activations: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Features of each image; `images` are CHW float32 of `shape` (3 channels), normalised.
-    /// A single image is shared by a team of threads; a batch is split by image.
-    pub fn features(&self, images: &[&[f32]], shape: Shape) -> Vec<Vec<f32>> {
-        let expected = 3 * shape.height * shape.width;
-        assert!(
-            images.iter().all(|im| im.len() == expected),
-            "image is not [3, h, w]"
-        );
-        let threads = rayon::current_num_threads().max(1);
-        if images.is_empty() {
-            return Vec::new();
-        }
-        if images.len() == 1 && threads > 1 {
-            return vec![self.forward_team(images[0], shape, threads)];
-        }
-        // One contiguous chunk per thread, so each allocates nothing and reuses warm buffers.
-        let per_thread = images.len().div_ceil(threads);
-        images
-            .par_chunks(per_thread)
-            .flat_map_iter(|chunk| {
-                let acts = self.activations(shape, 1);
-                let solo = SpinBarrier::new(1);
-                let me = Member { index: 0, count: 1 };
-                let out: Vec<Vec<f32>> = chunk
-                    .iter()
-                    .map(|image| {
-                        average(
-                            self.forward(image, shape, &acts, &solo, me),
-                            acts.final_pixels,
-                        )
-                    })
-                    .collect();
-                self.recycle(acts);
-                out
-            })
-            .collect()
-    }
-
-    /// Activation buffers for `input`, reused from earlier calls when one fits: allocating and
-    /// zeroing them costs as much as a forward pass.
-    fn activations(&self, input: Shape, team: usize) -> Activations {
-        let mut pool = self.spare_activations.lock().expect("activation pool lock");
-        match pool.iter().position(|a| a.input == input && a.team == team) {
-            Some(i) => pool.swap_remove(i),
-            None => Activations::for_input(self, input, team),
-        }
-    }
-
-    fn recycle(&self, acts: Activations) {
-        let mut pool = self.spare_activations.lock().expect("activation pool lock");
-        if pool.len() < MAX_SPARE_ACTIVATIONS {
-            pool.push(acts);
-        }
-    }
-
-    /// ImageNet logits from one feature vector (the classifier's dropout is off in eval).
-    pub fn logits(&self, features: &[f32]) -> Vec<f32> {
-        assert_eq!(features.len(), FEATURE_DIM);
-        self.classifier_weight
-            .chunks_exact(FEATURE_DIM)
-            .zip(&self.classifier_bias)
-            .map(|(row, b)| b + row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>())
-            .collect()
-    }
-
     /// One image on `threads` threads, each computing its share of every layer's pixels.
-    fn forward_team(&self, image: &[f32], shape: Shape, threads: usize) -> Vec<f32> {
+    pub(super) fn forward_team(&self, image: &[f32], shape: Shape, threads: usize) -> Vec<f32> {
         let acts = self.activations(shape, threads);
         let barrier = SpinBarrier::new(threads);
         let sums: Vec<Vec<f32>> = std::thread::scope(|scope| {
@@ -313,7 +70,7 @@ impl MobileNetV2 {
     /// the others run layer by layer with the barrier between expansion and depthwise. Blocks
     /// alternate between two expansion buffers, so a member writing the next block's expansion
     /// never overwrites rows a slower member is still reading.
-    fn forward(
+    pub(super) fn forward(
         &self,
         image: &[f32],
         input: Shape,
@@ -327,8 +84,10 @@ impl MobileNetV2 {
             width: (input.width - 1) / 2 + 1,
         };
         let mine = me.share(shape);
-        // SAFETY (all `acts` accesses below): members write disjoint pixel ranges of a buffer,
-        // and read other members' pixels only after the barrier that follows their writing.
+        // All `acts` accesses below share one rule: members write disjoint pixel ranges of a
+        // buffer, and read other members' pixels only after the barrier that follows their
+        // writing.
+        // SAFETY: the stem reads the image and writes only this member's pixels.
         unsafe {
             let patches = acts.depthwise.slice_mut(mine.start * 27..mine.end * 27);
             im2col_stem(image, input, shape, mine.clone(), patches);
@@ -364,6 +123,8 @@ impl MobileNetV2 {
                 let expansion = &acts.expanded[i % acts.expanded.len()];
                 let (hidden, hidden_channels) = match &block.expand {
                     Some(expand) => {
+                        // SAFETY: this member writes only its own pixels of the expansion and
+                        // reads only its own pixels of `x`, written by itself in the last block.
                         unsafe {
                             let input = x.slice(mine.start * expand.k..mine.end * expand.k);
                             let out =
@@ -377,6 +138,9 @@ impl MobileNetV2 {
                 barrier.wait();
                 let out_mine = me.share(out_shape);
                 let (c, n) = (dw.channels, block.project.n);
+                // SAFETY: the barrier above ends every member's writes to `hidden`, which the
+                // depthwise reads whole; `acts.depthwise` and `y` are written only in this
+                // member's output pixels, and `x` (the residual) is read in them only.
                 unsafe {
                     let input = hidden.slice(0..shape.height * shape.width * hidden_channels);
                     let out = acts
@@ -403,6 +167,8 @@ impl MobileNetV2 {
         let mine = me.share(shape);
         let k = self.last.k;
         let mut sums = vec![0.0; FEATURE_DIM];
+        // SAFETY: the last layer is pointwise, so each member reads and writes only its own
+        // pixels of `x` and `y`.
         unsafe {
             let input = x.slice(mine.start * k..mine.end * k);
             let out = y.slice_mut(mine.start * FEATURE_DIM..mine.end * FEATURE_DIM);
@@ -503,7 +269,7 @@ impl MobileNetV2 {
 }
 
 /// Blocks whose input is at least this tall run fused (their expansions are megabytes).
-const FUSED_MIN_HEIGHT: usize = 28;
+pub(super) const FUSED_MIN_HEIGHT: usize = 28;
 /// A fused band covers enough output rows for this many pixels, so its GEMMs stay efficient.
 const BAND_MIN_PIXELS: usize = 56;
 
@@ -514,106 +280,10 @@ struct BandScratch {
     depthwise: Vec<f32>,
 }
 
-/// A thread's place in a team.
-#[derive(Debug, Clone, Copy)]
-struct Member {
-    index: usize,
-    count: usize,
-}
-
-impl Member {
-    /// This member's contiguous share of the pixels of an activation of `shape`: whole rows
-    /// where blocks run fused (they work in rows), an even split of pixels elsewhere.
-    fn share(self, shape: Shape) -> std::ops::Range<usize> {
-        let (i, n) = (self.index, self.count);
-        if shape.height >= FUSED_MIN_HEIGHT {
-            let rows = shape.height * i / n..shape.height * (i + 1) / n;
-            rows.start * shape.width..rows.end * shape.width
-        } else {
-            let pixels = shape.height * shape.width;
-            pixels * i / n..pixels * (i + 1) / n
-        }
-    }
-}
-
-/// A barrier for a few threads that each hold a core: it spins, since the gaps between layers
-/// are microseconds and a futex wake-up would cost as much as a small layer. Past a spin budget
-/// it yields, so an oversubscribed machine is not made worse.
-struct SpinBarrier {
-    count: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-}
-
-impl SpinBarrier {
-    fn new(count: usize) -> Self {
-        SpinBarrier {
-            count,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-        }
-    }
-
-    fn wait(&self) {
-        if self.count == 1 {
-            return;
-        }
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.count {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-            return;
-        }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
-            if spins < SPINS_BEFORE_YIELD {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
-const SPINS_BEFORE_YIELD: u32 = 1 << 16;
-
-/// An activation buffer that team members write in disjoint pixel ranges.
-struct SharedBuffer {
-    data: Box<[UnsafeCell<f32>]>,
-}
-
-// SAFETY: access goes through `slice`/`slice_mut`, whose callers keep writes disjoint and
-// separate writes from other members' reads with a barrier.
-unsafe impl Sync for SharedBuffer {}
-
-impl SharedBuffer {
-    fn new(len: usize) -> Self {
-        SharedBuffer {
-            data: (0..len).map(|_| UnsafeCell::new(0.0)).collect(),
-        }
-    }
-
-    /// # Safety
-    /// No other thread may write `range` while the returned slice lives.
-    unsafe fn slice(&self, range: std::ops::Range<usize>) -> &[f32] {
-        let cells = &self.data[range];
-        std::slice::from_raw_parts(cells.as_ptr() as *const f32, cells.len())
-    }
-
-    /// # Safety
-    /// No other thread may read or write `range` while the returned slice lives.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [f32] {
-        let cells = &self.data[range];
-        std::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), cells.len())
-    }
-}
-
 /// Every activation buffer of one forward pass, each sized for its largest use.
-struct Activations {
-    input: Shape,
-    team: usize,
+pub(super) struct Activations {
+    pub(super) input: Shape,
+    pub(super) team: usize,
     x: SharedBuffer,
     y: SharedBuffer,
     /// Two for a team (see [`MobileNetV2::forward`]); one suffices for a lone thread.
@@ -622,11 +292,11 @@ struct Activations {
     depthwise: SharedBuffer,
     /// Each member's fused-block buffers.
     bands: Vec<Mutex<BandScratch>>,
-    final_pixels: usize,
+    pub(super) final_pixels: usize,
 }
 
 impl Activations {
-    fn for_input(net: &MobileNetV2, input: Shape, team: usize) -> Self {
+    pub(super) fn for_input(net: &MobileNetV2, input: Shape, team: usize) -> Self {
         let mut shape = Shape {
             height: (input.height - 1) / 2 + 1,
             width: (input.width - 1) / 2 + 1,
@@ -661,7 +331,7 @@ impl Activations {
     }
 }
 
-fn average(mut sums: Vec<f32>, pixels: usize) -> Vec<f32> {
+pub(super) fn average(mut sums: Vec<f32>, pixels: usize) -> Vec<f32> {
     for s in &mut sums {
         *s /= pixels as f32;
     }

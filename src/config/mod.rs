@@ -1,0 +1,185 @@
+//! Experiment files (`experiments/*.yaml`): parsing with every default resolved, validation,
+//! and errors that name the file, the line where it can be found, the key and the value.
+//!
+//! `schema` holds the keys and defaults, `validate` the checks on values, `location` finds a
+//! key's line, and `diff` compares the configs of runs.
+
+mod diff;
+mod location;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub use diff::{differing_keys, flatten_yaml};
+use location::line_of_key;
+pub use schema::*;
+
+/// A loaded, validated experiment and where it came from.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub path: PathBuf,
+    /// The file's text, to point errors found later (e.g. in the dataset) at their line.
+    pub text: String,
+    pub config: ExperimentConfig,
+}
+
+impl Experiment {
+    /// Reads, parses and validates an experiment file.
+    pub fn load(path: &Path) -> Result<Experiment> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            line: None,
+            key: "file".into(),
+            message: format!("{e}; check the path (experiments live in experiments/*.yaml)"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates YAML text; `path` names the file in errors and gives the default name.
+    pub fn parse(path: &Path, text: &str) -> Result<Experiment> {
+        let mut config: ExperimentConfig =
+            serde_norway::from_str(text).map_err(|e| Error::Config {
+                path: path.to_owned(),
+                line: e.location().map(|l| l.line()),
+                key: location::yaml_error_key(&e),
+                message: e.to_string(),
+            })?;
+        if config.name.is_none() {
+            config.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        let experiment = Experiment {
+            path: path.to_owned(),
+            text: text.to_owned(),
+            config,
+        };
+        if let Some((key, message)) = validate::first_invalid(&experiment.config) {
+            return Err(experiment.error(&key, message));
+        }
+        Ok(experiment)
+    }
+
+    /// An error about `key` of this experiment, pointed at the key's line (or, for a key
+    /// that is missing, at its closest written parent).
+    pub fn error(&self, key: &str, message: String) -> Error {
+        let parents =
+            std::iter::successors(Some(key), |k| k.rsplit_once('.').map(|(parent, _)| parent));
+        Error::Config {
+            path: self.path.clone(),
+            line: parents.into_iter().find_map(|k| line_of_key(&self.text, k)),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.config.name.as_deref().unwrap_or("experiment")
+    }
+
+    /// The configuration with every default written out: what a run records.
+    pub fn resolved_yaml(&self) -> String {
+        serde_norway::to_string(&self.config).expect("a config always serialises")
+    }
+
+    pub fn config_hash(&self) -> String {
+        blake3::hash(self.resolved_yaml().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTEBOOK: &str = "\
+data:
+  dir: facedata
+  train: train
+  test: test
+head:
+  hidden: [1024, 512]
+train:
+  optimizer: {name: rmsprop, lr: 0.001}
+  epochs: 3
+  steps_per_epoch: 68
+  batch_size: 16
+augment:
+  copies: 2
+  rotation: 45
+  horizontal_flip: true
+early_stopping: {monitor: val_loss, patience: 3, restore_best: true}
+checkpoint: {monitor: val_loss}
+";
+
+    fn parse(text: &str) -> Result<Experiment> {
+        Experiment::parse(Path::new("experiments/x.yaml"), text)
+    }
+
+    #[test]
+    fn defaults_are_resolved_and_the_name_comes_from_the_file() {
+        let e = parse(NOTEBOOK).unwrap();
+        assert_eq!(e.name(), "x");
+        assert_eq!(e.config.train.steps_per_epoch, Some(68));
+        assert_eq!(
+            e.config.train.optimizer,
+            OptimizerConfig::Rmsprop {
+                lr: 0.001,
+                rho: 0.9,
+                epsilon: 1e-7
+            }
+        );
+        assert_eq!(e.config.augment.brightness, [1.0, 1.0]);
+        assert!(e.config.checkpoint.as_ref().unwrap().save_best_only);
+        let reparsed = parse(&e.resolved_yaml()).unwrap();
+        assert_eq!(reparsed.config, e.config);
+    }
+
+    fn config_error(text: &str) -> (Option<usize>, String, String) {
+        match parse(text).unwrap_err() {
+            Error::Config {
+                line, key, message, ..
+            } => (line, key, message),
+            other => panic!("not a config error: {other}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_key_and_line() {
+        let (line, key, message) = config_error("data:\n  dir: facedata\ntrain:\n  epocs: 3\n");
+        assert_eq!(line, Some(4));
+        assert!(key.contains("train"), "{key}");
+        assert!(message.contains("epocs"), "{message}");
+
+        let (line, _, message) =
+            config_error("data:\n  dir: facedata\ntrain:\n  batch_size: sixteen\n");
+        assert_eq!(line, Some(4));
+        assert!(
+            message.contains("sixteen") || message.contains("invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_value_and_line() {
+        let text = NOTEBOOK.replace("lr: 0.001", "lr: -0.5");
+        let (line, key, message) = config_error(&text);
+        assert_eq!((line, key.as_str()), (Some(8), "train.optimizer.lr"));
+        assert!(message.contains("-0.5"), "{message}");
+
+        let (line, key, _) = config_error(&NOTEBOOK.replace("batch_size: 16", "batch_size: 0"));
+        assert_eq!((line, key.as_str()), (Some(11), "train.batch_size"));
+
+        let (line, key, _) = config_error(&NOTEBOOK.replace("[1024, 512]", "[1024, 0]"));
+        assert_eq!((line, key.as_str()), (Some(6), "head.hidden[1]"));
+    }
+
+    #[test]
+    fn line_of_key_follows_nesting_and_flow_maps() {
+        assert_eq!(line_of_key(NOTEBOOK, "train.epochs"), Some(9));
+        assert_eq!(line_of_key(NOTEBOOK, "early_stopping.patience"), Some(16));
+        assert_eq!(line_of_key(NOTEBOOK, "augment.zoom"), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! The experiment file's schema: every key an experiment may set, with the defaults Keras
+//! users expect (RMSprop at 0.001, batch 16, ...). Unknown keys are errors (`deny_unknown_fields`),
+//! so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::image_prep::ResizeMode;
+
+/// One experiment, as written in its YAML file with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Defaults to the file's stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub head: HeadConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Relative to the workspace root.
+    #[serde(default = "default_data_dir")]
+    pub dir: PathBuf,
+    /// Subfolders of `dir` holding one folder per person.
+    #[serde(default)]
+    pub train: Option<String>,
+    #[serde(default)]
+    pub test: Option<String>,
+    /// Instead of `train`/`test`: split `dir`'s person folders.
+    #[serde(default)]
+    pub split: Option<SplitConfig>,
+    #[serde(default = "default_resize")]
+    pub resize: ResizeMode,
+    /// Display names by folder name.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    pub test_fraction: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadConfig {
+    /// Hidden layer sizes, each followed by ReLU (and dropout when set).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Scale each feature vector to unit length before the head.
+    #[serde(default)]
+    pub l2_normalize: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Batches per epoch, drawn from an endlessly reshuffled stream as Keras does with a
+    /// generator; by default one pass over the training set.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+/// The optimizer and its settings, with Keras's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    Rmsprop {
+        #[serde(default = "default_lr")]
+        lr: f64,
+        #[serde(default = "default_rho")]
+        rho: f64,
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    Adam {
+        #[serde(default = "default_lr")]
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    Sgd {
+        #[serde(default = "default_sgd_lr")]
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+    },
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Rmsprop {
+            lr: default_lr(),
+            rho: default_rho(),
+            epsilon: default_epsilon(),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Rmsprop { lr, .. }
+            | OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::Sgd { lr, .. } => *lr,
+        }
+    }
+}
+
+/// Keras `ImageDataGenerator`-style augmentation of training images; `copies` augmented
+/// versions of each training image are made once and their features cached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    #[serde(default)]
+    pub copies: usize,
+    /// Degrees; each copy turns by a uniform angle in [-rotation, rotation].
+    #[serde(default)]
+    pub rotation: f64,
+    /// Fractions of the width and height.
+    #[serde(default)]
+    pub width_shift: f64,
+    #[serde(default)]
+    pub height_shift: f64,
+    /// Zoom factors drawn from [1 - zoom, 1 + zoom].
+    #[serde(default)]
+    pub zoom: f64,
+    /// Shear angle in degrees, drawn from [-shear, shear].
+    #[serde(default)]
+    pub shear: f64,
+    #[serde(default)]
+    pub horizontal_flip: bool,
+    /// Brightness factor drawn from [low, high].
+    #[serde(default = "default_brightness")]
+    pub brightness: [f64; 2],
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            copies: 0,
+            rotation: 0.0,
+            width_shift: 0.0,
+            height_shift: 0.0,
+            zoom: 0.0,
+            shear: 0.0,
+            horizontal_flip: false,
+            brightness: default_brightness(),
+        }
+    }
+}
+
+/// A metric the callbacks watch; losses improve downwards, accuracies upwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    ValLoss,
+    ValAccuracy,
+    Loss,
+    Accuracy,
+}
+
+impl Monitor {
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Monitor::ValAccuracy | Monitor::Accuracy)
+    }
+
+    /// Whether the metric is computed on the test set, which must then exist.
+    pub fn needs_validation(self) -> bool {
+        matches!(self, Monitor::ValLoss | Monitor::ValAccuracy)
+    }
+}
+
+impl ExperimentConfig {
+    /// The key of the first callback that watches a validation metric, if any.
+    pub fn validation_monitor_key(&self) -> Option<&'static str> {
+        if self
+            .early_stopping
+            .as_ref()
+            .is_some_and(|e| e.monitor.needs_validation())
+        {
+            Some("early_stopping.monitor")
+        } else if self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.monitor.needs_validation())
+        {
+            Some("checkpoint.monitor")
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingConfig {
+    #[serde(default = "default_monitor")]
+    pub monitor: Monitor,
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub min_delta: f64,
+    #[serde(default)]
+    pub restore_best: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    #[serde(default = "default_monitor")]
+    pub monitor: Monitor,
+    #[serde(default = "default_true")]
+    pub save_best_only: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("facedata")
+}
+fn default_resize() -> ResizeMode {
+    ResizeMode::Squash
+}
+fn default_hidden() -> Vec<usize> {
+    vec![1024, 512]
+}
+fn default_epochs() -> usize {
+    10
+}
+fn default_batch_size() -> usize {
+    16
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_lr() -> f64 {
+    0.001
+}
+fn default_sgd_lr() -> f64 {
+    0.01
+}
+fn default_rho() -> f64 {
+    0.9
+}
+fn default_epsilon() -> f64 {
+    1e-7
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_brightness() -> [f64; 2] {
+    [1.0, 1.0]
+}
+fn default_monitor() -> Monitor {
+    Monitor::ValLoss
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            hidden: default_hidden(),
+            dropout: 0.0,
+            l2_normalize: false,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            optimizer: OptimizerConfig::default(),
+            epochs: default_epochs(),
+            steps_per_epoch: None,
+            batch_size: default_batch_size(),
+            seed: default_seed(),
+        }
+    }
+}

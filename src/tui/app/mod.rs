@@ -1,0 +1,363 @@
+//! The TUI's state and its update function: every key and every result from the workers comes
+//! in as a [`Msg`]; `update` changes the state and returns the [`Command`]s (database reads,
+//! jobs to start) the runtime should carry out. No terminal and no I/O here, so all of it is
+//! tested by value.
+//!
+//! Each screen keeps its own state struct with its key handler beside it (`runs`,
+//! `experiments`, `predict`, `capture`); a handler answers with a [`Reaction`] saying what it
+//! asks of the app beyond its own state (commands, a status line, a text field to open).
+
+mod capture;
+pub mod experiments;
+mod predict;
+mod runs;
+#[cfg(test)]
+mod tests;
+mod text_input;
+
+use std::path::PathBuf;
+
+use facelab::capture::source::SourceSpec;
+use facelab::jobs::{CaptureControl, CaptureEvent, TrainEvent};
+use facelab::predict::Prediction;
+use facelab::store::{RunRecord, StoredConfusion};
+use facelab::train::EpochMetrics;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+pub use capture::CaptureState;
+pub use experiments::ExperimentsState;
+pub use predict::PredictState;
+pub use runs::RunsState;
+pub use text_input::TextInput;
+
+/// The screens reachable with Tab, and the ones opened from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Runs,
+    Detail,
+    Compare,
+    Experiments,
+    Predict,
+    Capture,
+}
+
+/// A run opened on the detail screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail {
+    pub run: RunRecord,
+    pub epochs: Vec<EpochMetrics>,
+    pub confusion: Option<StoredConfusion>,
+}
+
+/// The runs being compared.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CompareState {
+    pub runs: Vec<RunDetail>,
+    /// Every config key, not only those that differ.
+    pub all_keys: bool,
+}
+
+/// What a text field being typed is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Filter,
+    Tags(String),
+    Notes(String),
+    ImagePath,
+    Person,
+    Source,
+}
+
+impl Field {
+    pub fn prompt(&self) -> &'static str {
+        match self {
+            Field::Filter => "filter: ",
+            Field::Tags(_) => "tags (comma separated): ",
+            Field::Notes(_) => "notes: ",
+            Field::ImagePath => "image path: ",
+            Field::Person => "person: ",
+            Field::Source => "source (camera:N or dir:PATH): ",
+        }
+    }
+}
+
+/// A text field open in the footer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub field: Field,
+    pub input: TextInput,
+}
+
+/// What a screen's key handler asks of the app beyond its own state.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reaction {
+    pub commands: Vec<Command>,
+    pub status: Option<String>,
+    pub prompt: Option<Prompt>,
+}
+
+impl Reaction {
+    pub fn command(command: Command) -> Self {
+        Reaction {
+            commands: vec![command],
+            ..Reaction::default()
+        }
+    }
+
+    pub fn status(text: impl Into<String>) -> Self {
+        Reaction {
+            status: Some(text.into()),
+            ..Reaction::default()
+        }
+    }
+
+    /// Opens a text field for `field`, showing `value`.
+    pub fn prompt(field: Field, value: &str) -> Self {
+        Reaction {
+            prompt: Some(Prompt {
+                field,
+                input: TextInput::with_value(value),
+            }),
+            ..Reaction::default()
+        }
+    }
+
+    pub fn with_commands(mut self, commands: Vec<Command>) -> Self {
+        self.commands = commands;
+        self
+    }
+}
+
+/// Everything the TUI shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub screen: Screen,
+    pub runs: RunsState,
+    pub detail: Option<RunDetail>,
+    pub compare: CompareState,
+    pub experiments: ExperimentsState,
+    pub predict: PredictState,
+    pub capture: CaptureState,
+    pub prompt: Option<Prompt>,
+    pub show_help: bool,
+    pub status: String,
+    pub quit: bool,
+    /// Counts ticks, for the random image pick (`r`) and the runs table's reload; no clock, so
+    /// tests stay repeatable.
+    pub ticks: u64,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App {
+            screen: Screen::Runs,
+            runs: RunsState::default(),
+            detail: None,
+            compare: CompareState::default(),
+            experiments: ExperimentsState::default(),
+            predict: PredictState::default(),
+            capture: CaptureState::default(),
+            prompt: None,
+            show_help: false,
+            status: String::new(),
+            quit: false,
+            ticks: 0,
+        }
+    }
+}
+
+/// Things that happen: keys, and what the workers report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Key(KeyEvent),
+    Tick,
+    RunsLoaded(Vec<RunRecord>),
+    DetailLoaded(Box<RunDetail>),
+    CompareLoaded(Vec<RunDetail>),
+    ExperimentsListed(Vec<PathBuf>),
+    Train(TrainEvent),
+    PredictImages(Vec<PathBuf>),
+    Predicted(Result<Prediction, String>),
+    Capture(CaptureEvent),
+    Error(String),
+}
+
+/// Work for the runtime; its results come back as [`Msg`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    LoadRuns,
+    LoadDetail(String),
+    LoadCompare(Vec<String>),
+    ListExperiments,
+    StartTraining(PathBuf),
+    CancelTraining,
+    DeleteRun(String),
+    SetTags(String, Vec<String>),
+    SetNotes(String, String),
+    ListPredictImages(String),
+    Predict(String, PathBuf),
+    StartCapture { person: String, source: SourceSpec },
+    Capture(CaptureControl),
+}
+
+impl App {
+    pub fn selected_run(&self) -> Option<&RunRecord> {
+        self.runs.selected_run()
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Command> {
+        match msg {
+            Msg::Key(key) => return self.on_key(key),
+            Msg::Tick => self.ticks += 1,
+            Msg::RunsLoaded(runs) => self.runs.load(runs),
+            Msg::DetailLoaded(detail) => {
+                self.detail = Some(*detail);
+                self.screen = Screen::Detail;
+            }
+            Msg::CompareLoaded(runs) => {
+                self.compare.runs = runs;
+                self.screen = Screen::Compare;
+            }
+            Msg::ExperimentsListed(files) => self.experiments.listed(files),
+            Msg::Train(event) => return self.experiments.on_train_event(event),
+            Msg::PredictImages(images) => self.predict.images_listed(images),
+            Msg::Predicted(result) => self.predict.predicted(result),
+            Msg::Capture(event) => self.capture.on_event(event),
+            Msg::Error(e) => self.status = e,
+        }
+        Vec::new()
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return Vec::new();
+        }
+        if let Some(prompt) = self.prompt.take() {
+            return self.on_prompt_key(prompt, key);
+        }
+        if let Some(id) = self.runs.confirm_delete.take() {
+            let reaction = self.runs.on_confirm_key(key, id);
+            return self.apply(reaction);
+        }
+        if self.show_help {
+            self.show_help = false;
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::Char('q') => {
+                self.quit = true;
+                return Vec::new();
+            }
+            KeyCode::Char('?') => {
+                self.show_help = true;
+                return Vec::new();
+            }
+            KeyCode::Tab => return self.next_tab(),
+            KeyCode::Esc if self.screen != Screen::Runs => {
+                self.screen = Screen::Runs;
+                return Vec::new();
+            }
+            _ => {}
+        }
+        let reaction = match self.screen {
+            Screen::Runs => self.runs.on_key(key),
+            Screen::Detail => self.on_detail_key(key),
+            Screen::Compare => self.on_compare_key(key),
+            Screen::Experiments => self.experiments.on_key(key),
+            Screen::Predict => {
+                // Each key moves the random pick on, so two `r`s in a row differ.
+                self.ticks += 1;
+                self.predict.on_key(key, self.ticks)
+            }
+            Screen::Capture => self.capture.on_key(key),
+        };
+        self.apply(reaction)
+    }
+
+    fn on_detail_key(&mut self, key: KeyEvent) -> Reaction {
+        if key.code == KeyCode::Backspace {
+            self.screen = Screen::Runs;
+        }
+        Reaction::default()
+    }
+
+    fn on_compare_key(&mut self, key: KeyEvent) -> Reaction {
+        match key.code {
+            KeyCode::Backspace => self.screen = Screen::Runs,
+            KeyCode::Char('a') => self.compare.all_keys = !self.compare.all_keys,
+            _ => {}
+        }
+        Reaction::default()
+    }
+
+    /// Takes in what a screen's handler asked for.
+    fn apply(&mut self, reaction: Reaction) -> Vec<Command> {
+        if let Some(status) = reaction.status {
+            self.status = status;
+        }
+        if reaction.prompt.is_some() {
+            self.prompt = reaction.prompt;
+        }
+        reaction.commands
+    }
+
+    fn next_tab(&mut self) -> Vec<Command> {
+        self.screen = match self.screen {
+            Screen::Runs | Screen::Detail | Screen::Compare => Screen::Experiments,
+            Screen::Experiments => Screen::Predict,
+            Screen::Predict => Screen::Capture,
+            Screen::Capture => Screen::Runs,
+        };
+        match self.screen {
+            Screen::Experiments => vec![Command::ListExperiments],
+            Screen::Predict => {
+                let run = self.selected_run().map(|r| r.id.clone());
+                self.predict.enter(run)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A key while a text field is open: Enter commits it, Esc drops it, others edit it.
+    fn on_prompt_key(&mut self, mut prompt: Prompt, key: KeyEvent) -> Vec<Command> {
+        match key.code {
+            KeyCode::Esc => {
+                if prompt.field == Field::Filter {
+                    self.runs.set_filter("");
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => self.commit(prompt),
+            _ => {
+                if prompt.input.handle(key) && prompt.field == Field::Filter {
+                    self.runs.set_filter(prompt.input.value());
+                }
+                self.prompt = Some(prompt);
+                Vec::new()
+            }
+        }
+    }
+
+    fn commit(&mut self, prompt: Prompt) -> Vec<Command> {
+        let text = prompt.input.value();
+        let reaction = match prompt.field {
+            Field::Filter => Reaction::default(),
+            Field::Tags(id) => Reaction::default().with_commands(vec![
+                Command::SetTags(id, runs::parse_tags(text)),
+                Command::LoadRuns,
+            ]),
+            Field::Notes(id) => Reaction::default().with_commands(vec![
+                Command::SetNotes(id, text.to_owned()),
+                Command::LoadRuns,
+            ]),
+            Field::ImagePath => self.predict.predict_path(PathBuf::from(text.trim())),
+            Field::Person => {
+                self.capture.person = text.trim().to_owned();
+                Reaction::default()
+            }
+            Field::Source => self.capture.set_source(text),
+        };
+        self.apply(reaction)
+    }
+}
