@@ -334,3 +334,43 @@ impl TrainObserver for StoreObserver<'_> {
         self.events.cancelled()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixtures::fill_with_runs;
+
+    fn workspace_with_runs(runs: usize) -> (tempfile::TempDir, Workspace, RunStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(dir.path());
+        let store = RunStore::open(&ws.store_path()).unwrap();
+        fill_with_runs(&store, runs).unwrap();
+        (dir, ws, store)
+    }
+
+    #[test]
+    fn deleting_a_run_removes_its_record_and_its_folder() {
+        let (_dir, ws, store) = workspace_with_runs(2);
+        let run_dir = ws.run_dir("00000000");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(run_dir.join(HEAD_FILE), b"weights").unwrap();
+        delete_run(&store, &ws, "00000000").unwrap();
+        assert!(!store.exists("00000000").unwrap());
+        assert!(store.exists("00000001").unwrap());
+        assert!(!run_dir.exists());
+    }
+
+    #[test]
+    fn a_run_still_training_is_not_deleted() {
+        let (_dir, ws, store) = workspace_with_runs(1);
+        let run_dir = ws.run_dir("00000000");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let lock = File::create(run_dir.join(LOCK_FILE)).unwrap();
+        lock.lock().unwrap();
+        let e = delete_run(&store, &ws, "00000000").unwrap_err().to_string();
+        assert!(e.contains("still training") && e.contains("cancel"), "{e}");
+        assert!(store.exists("00000000").unwrap() && run_dir.exists());
+        drop(lock);
+        delete_run(&store, &ws, "00000000").unwrap();
+    }
+}

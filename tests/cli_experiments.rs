@@ -315,3 +315,28 @@ fn a_killed_run_is_marked_interrupted_and_the_store_stays_usable() {
     assert!(String::from_utf8(out).unwrap().contains("test accuracy"));
     assert_eq!(runs_json(ws.path()).len(), 2);
 }
+
+#[test]
+fn runs_sort_by_any_column_and_an_unknown_column_lists_them() {
+    let ws = tempfile::tempdir().unwrap();
+    facelab(ws.path())
+        .args(["runs", "--sort", "speed"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("'speed'")
+                .and(predicate::str::contains("val_accuracy"))
+                .and(predicate::str::contains("test_accuracy")),
+        );
+    let csv = facelab(ws.path())
+        .args(["runs", "--sort", "test_accuracy", "--reverse", "--csv"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        String::from_utf8(csv).unwrap().trim(),
+        "started,id,experiment,status,val_accuracy,val_loss,test_accuracy,epochs,duration"
+    );
+}

@@ -1,5 +1,6 @@
 //! The TUI end to end in a real terminal: tmux runs `facelab` on a workspace with two runs; the
-//! test opens a run, compares two, and quits, reading the screen with capture-pane.
+//! tests open a run, compare two, capture faces from a folder, and quit, reading the screen
+//! with capture-pane. Each tmux session is killed when its test ends, a failed one included.
 
 mod common;
 
@@ -15,6 +16,71 @@ fn tmux(args: &[&str]) -> String {
         .output()
         .expect("tmux is installed (.ci/run installs it)");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A detached tmux session running facelab in `workspace`, killed when dropped (so a failed
+/// assertion does not leave it running).
+struct Session {
+    name: String,
+}
+
+impl Session {
+    fn start(name: &str, workspace: &Path) -> Session {
+        let command = format!(
+            "cd {} && FACELAB_WEIGHTS={} {}",
+            workspace.display(),
+            weights_path().display(),
+            assert_cmd::cargo::cargo_bin("facelab").display()
+        );
+        let name = format!("{name}-{}", std::process::id());
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "140",
+            "-y",
+            "40",
+            &command,
+        ]);
+        Session { name }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            tmux(&["send-keys", "-t", &self.name, key]);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Types `text` as it is (no key names).
+    fn type_text(&self, text: &str) {
+        tmux(&["send-keys", "-t", &self.name, "-l", text]);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        wait_for(&self.name, needle)
+    }
+
+    /// Sends q and waits for facelab to end the session.
+    fn quit(&self) {
+        self.keys(&["q"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tmux(&["list-sessions"]).contains(&self.name) {
+            assert!(Instant::now() < deadline, "facelab did not quit on q");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .output();
+    }
 }
 
 /// Polls the pane until `needle` shows up, or fails with the last screen.
@@ -77,30 +143,13 @@ fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
     let first = train(ws.path(), 2);
     let second = train(ws.path(), 4);
 
-    let session = format!("facelab-test-{}", std::process::id());
-    let command = format!(
-        "cd {} && FACELAB_WEIGHTS={} {}",
-        ws.path().display(),
-        weights_path().display(),
-        assert_cmd::cargo::cargo_bin("facelab").display()
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "140",
-        "-y",
-        "40",
-        &command,
-    ]);
-    let runs = wait_for(&session, &second);
+    let session = Session::start("facelab-runs", ws.path());
+    let runs = session.wait_for(&second);
     assert!(runs.contains(&first) && runs.contains("val acc"), "{runs}");
 
     // The newest run is selected: open it.
-    tmux(&["send-keys", "-t", &session, "Enter"]);
-    let detail = wait_for(&session, "confusion matrix");
+    session.keys(&["Enter"]);
+    let detail = session.wait_for("confusion matrix");
     for needle in [
         second.as_str(),
         "val_loss",
@@ -116,11 +165,8 @@ fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
     }
 
     // Back, mark both runs, compare.
-    for key in ["Escape", "Space", "Space", "c"] {
-        tmux(&["send-keys", "-t", &session, key]);
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    let compare = wait_for(&session, "final figures");
+    session.keys(&["Escape", "Space", "Space", "c"]);
+    let compare = session.wait_for("final figures");
     for needle in [first.as_str(), second.as_str(), "train.epochs", "val_loss"] {
         assert!(
             compare.contains(needle),
@@ -129,14 +175,62 @@ fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
     }
 
     // A run trained by another process shows up within a couple of seconds.
-    tmux(&["send-keys", "-t", &session, "Escape"]);
+    session.keys(&["Escape"]);
     let third = train(ws.path(), 3);
-    wait_for(&session, &third);
+    session.wait_for(&third);
+    session.quit();
+}
 
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux(&["list-sessions"]).contains(&session) {
-        assert!(Instant::now() < deadline, "facelab did not quit on q");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Crops the CLI saves from `photos` for a person in a fresh workspace.
+fn cli_capture_count(photos: &Path) -> usize {
+    let ws = tempfile::tempdir().unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin("facelab"))
+        .current_dir(ws.path())
+        .args(["capture", "--person", "ref", "--source"])
+        .arg(format!("dir:{}", photos.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_dir(ws.path().join("facedata/train/ref")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn capture_from_a_folder_in_the_terminal_saves_what_the_cli_saves() {
+    let photos = shared().join("facedata/seed/train/s01");
+    let expected = cli_capture_count(&photos);
+    // A folder needs no time between saves; with a camera's 300 ms interval only one or two
+    // of these photos would be saved, so the comparison below tells the two rules apart.
+    assert!(expected >= 3, "the CLI saved only {expected} crops");
+
+    let ws = tempfile::tempdir().unwrap();
+    let session = Session::start("facelab-capture", ws.path());
+    session.wait_for("Runs");
+    session.keys(&["Tab", "Tab", "Tab"]);
+    session.wait_for("source  camera:0");
+    session.keys(&["n"]);
+    session.type_text("eric");
+    session.keys(&["Enter", "o"]);
+    // The field shows camera:0; typing replaces it.
+    session.type_text(&format!("dir:{}", photos.display()));
+    session.keys(&["Enter"]);
+    session.wait_for("source  dir:");
+    session.keys(&["Enter"]);
+    let done = session.wait_for("crops of eric saved");
+    assert!(
+        done.contains(&format!("finished: {expected} crops of eric saved")),
+        "expected {expected} crops, as the CLI saves:\n{done}"
+    );
+    assert!(
+        done.contains("not saved:"),
+        "the per-gate counts are shown:\n{done}"
+    );
+    let saved = std::fs::read_dir(ws.path().join("facedata/train/eric"))
+        .unwrap()
+        .count();
+    assert_eq!(saved, expected);
+    session.quit();
 }
