@@ -63,6 +63,14 @@ pub enum Error {
     #[error("training cancelled")]
     Cancelled,
 
+    /// The loss stopped being a number: the learning rate is too high for this head and data.
+    #[error("loss became {value} at epoch {epoch}, step {step}: training diverged; lower train.optimizer.lr")]
+    Diverged {
+        value: f64,
+        epoch: usize,
+        step: usize,
+    },
+
     #[error("{0}")]
     InvalidArgument(String),
 }

@@ -8,6 +8,7 @@
 //! are written to a temporary file and renamed into place.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -15,11 +16,14 @@ use crate::augment::{self, Transform};
 use crate::backbone::Backbone;
 use crate::config::AugmentConfig;
 use crate::error::{Error, Result};
+use crate::fsutil::{limits, read_limited};
 use crate::image_prep::{self, PreparedImage, ResizeMode, INPUT_SIZE};
 use crate::progress::Progress;
 
 const MAGIC: &[u8; 4] = b"FLF1";
 const HEADER_LEN: usize = 4 + 4 + 32;
+/// No entry is larger than a header and this many features.
+const ENTRY_LIMIT: u64 = (HEADER_LEN + 4 * crate::backbone::FEATURE_DIM) as u64;
 /// Images run through the backbone together: enough to keep both cores busy.
 const EXTRACT_BATCH: usize = 32;
 
@@ -70,10 +74,16 @@ impl FeatureCache {
         self.dir.join(&digest[..2]).join(format!("{digest}.f32"))
     }
 
+    /// An entry that is anything but a regular file of the right size (a FIFO, a link to a
+    /// device, a folder, a torn write) is corrupt: recomputed and replaced, never read whole.
     pub fn get(&self, key: &FeatureKey) -> Lookup {
-        match std::fs::read(self.path_of(key)) {
-            Ok(bytes) => decode_entry(&bytes).map_or(Lookup::Corrupt, Lookup::Hit),
+        let path = self.path_of(key);
+        match std::fs::symlink_metadata(&path) {
             Err(_) => Lookup::Miss,
+            Ok(_) => read_limited(&path, ENTRY_LIMIT)
+                .ok()
+                .and_then(|bytes| decode_entry(&bytes))
+                .map_or(Lookup::Corrupt, Lookup::Hit),
         }
     }
 
@@ -81,6 +91,10 @@ impl FeatureCache {
         let path = self.path_of(key);
         let dir = path.parent().expect("entry paths have a parent");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // A rename cannot replace a folder; whatever took the entry's name goes first.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
         crate::fsutil::write_atomically(&path, &encode_entry(features))
     }
 }
@@ -162,6 +176,10 @@ pub fn extract(
 
 /// Reads each image, takes its features from the cache or computes them (augmenting first
 /// where asked), and fills the cache.
+///
+/// Requests are handled a batch at a time, so memory holds one batch of images however many
+/// augmented copies are asked for; consecutive requests for one file (an image and its copies)
+/// read and hash it once, and an unreadable file is reported once.
 pub fn extract_requests(
     backbone: &Backbone,
     cache: &FeatureCache,
@@ -175,60 +193,97 @@ pub fn extract_requests(
         content: vec![None; requests.len()],
         ..Extraction::default()
     };
-    let mut misses = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        let bytes = match std::fs::read(&request.path) {
-            Ok(b) => b,
-            Err(e) => {
-                report.skipped.push((request.path.clone(), e.to_string()));
+    let mut current: Option<(&Path, FileRead)> = None;
+    for start in (0..requests.len()).step_by(EXTRACT_BATCH) {
+        let mut misses = Vec::new();
+        for (i, request) in requests.iter().enumerate().skip(start).take(EXTRACT_BATCH) {
+            if current
+                .as_ref()
+                .is_none_or(|(path, _)| *path != request.path)
+            {
+                let read = read_limited(&request.path, limits::IMAGE)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string());
+                if let Err(e) = &read {
+                    report.skipped.push((request.path.clone(), e.clone()));
+                }
+                current = Some((&request.path, read));
+            }
+            let Some((_, Ok(bytes))) = &current else {
                 progress.advance(1);
                 continue;
+            };
+            let mut key = key_for(backbone, bytes, resize);
+            if let Some(a) = &request.augment {
+                key.variant = augment::variant_id(a.spec, a.seed, a.copy);
             }
-        };
-        let mut key = key_for(backbone, &bytes, resize);
-        if let Some(a) = &request.augment {
-            key.variant = augment::variant_id(a.spec, a.seed, a.copy);
-        }
-        report.content[i] = Some(key.content);
-        match cache.get(&key) {
-            Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
-                report.features[i] = Some(f);
-                report.cached += 1;
-                progress.advance(1);
-            }
-            lookup => {
-                report.repaired += usize::from(lookup == Lookup::Corrupt);
-                misses.push((i, key, bytes));
-            }
-        }
-    }
-    for batch in misses.chunks(EXTRACT_BATCH) {
-        let prepared: Vec<(usize, &FeatureKey, Result<PreparedImage>)> = batch
-            .par_iter()
-            .map(|(i, key, bytes)| (*i, key, prepare_request(&requests[*i], key, bytes, resize)))
-            .collect();
-        let mut ok = Vec::new();
-        for (i, key, image) in prepared {
-            match image {
-                Ok(im) => ok.push((i, key, im)),
-                Err(e) => {
-                    report
-                        .skipped
-                        .push((requests[i].path.clone(), e.to_string()));
+            report.content[i] = Some(key.content);
+            match cache.get(&key) {
+                Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
+                    report.features[i] = Some(f);
+                    report.cached += 1;
                     progress.advance(1);
+                }
+                lookup => {
+                    report.repaired += usize::from(lookup == Lookup::Corrupt);
+                    misses.push((i, key, Arc::clone(bytes)));
                 }
             }
         }
-        let inputs: Vec<&PreparedImage> = ok.iter().map(|(_, _, im)| im).collect();
-        for ((i, key, _), features) in ok.iter().zip(backbone.features(&inputs)) {
-            cache.put(key, &features)?;
-            report.features[*i] = Some(features);
-            report.computed += 1;
-            progress.advance(1);
-        }
+        compute_misses(
+            backbone,
+            cache,
+            requests,
+            &misses,
+            resize,
+            &mut report,
+            progress,
+        )?;
     }
     progress.finish();
     Ok(report)
+}
+
+/// A file's bytes, shared by the requests for its copies, or why it could not be read.
+type FileRead = std::result::Result<Arc<Vec<u8>>, String>;
+
+/// Features of the cache misses of one batch, computed together and cached.
+fn compute_misses(
+    backbone: &Backbone,
+    cache: &FeatureCache,
+    requests: &[FeatureRequest],
+    misses: &[(usize, FeatureKey, Arc<Vec<u8>>)],
+    resize: ResizeMode,
+    report: &mut Extraction,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let prepared: Vec<(usize, &FeatureKey, Result<PreparedImage>)> = misses
+        .par_iter()
+        .map(|(i, key, bytes)| (*i, key, prepare_request(&requests[*i], key, bytes, resize)))
+        .collect();
+    let mut ok = Vec::new();
+    for (i, key, image) in prepared {
+        match image {
+            Ok(im) => ok.push((i, key, im)),
+            Err(e) => {
+                // A file that does not decode is reported once, not once per copy.
+                if !report.skipped.iter().any(|(p, _)| *p == requests[i].path) {
+                    report
+                        .skipped
+                        .push((requests[i].path.clone(), e.to_string()));
+                }
+                progress.advance(1);
+            }
+        }
+    }
+    let inputs: Vec<&PreparedImage> = ok.iter().map(|(_, _, im)| im).collect();
+    for ((i, key, _), features) in ok.iter().zip(backbone.features(&inputs)) {
+        cache.put(key, &features)?;
+        report.features[*i] = Some(features);
+        report.computed += 1;
+        progress.advance(1);
+    }
+    Ok(())
 }
 
 fn prepare_request(
@@ -316,5 +371,35 @@ mod tests {
 
         std::fs::write(&path, &bytes[..100]).unwrap();
         assert_eq!(cache.get(&k), Lookup::Corrupt);
+    }
+
+    #[test]
+    fn an_entry_replaced_by_a_fifo_a_device_link_or_a_folder_is_recomputed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(dir.path());
+        let k = key(b"face", 0);
+        let features = vec![0.25f32; 1280];
+        cache.put(&k, &features).unwrap();
+        let path = cache.path_of(&k);
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let replacements: [&dyn Fn(); 3] = [
+            &|| {
+                // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            },
+            &|| std::os::unix::fs::symlink("/dev/zero", &path).unwrap(),
+            &|| std::fs::create_dir(&path).unwrap(),
+        ];
+        for replace in replacements {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+            replace();
+            assert_eq!(cache.get(&k), Lookup::Corrupt);
+            cache.put(&k, &features).unwrap();
+            assert_eq!(cache.get(&k), Lookup::Hit(features.clone()));
+        }
     }
 }

@@ -59,6 +59,13 @@ pub struct PreparedImage {
 }
 
 /// Decodes an image file's bytes to RGB; `path` only names it in errors.
+/// Reads and decodes the image at `path` (a regular file of at most
+/// [`crate::fsutil::limits::IMAGE`] bytes).
+pub fn load(path: &Path) -> Result<RgbImage> {
+    let bytes = crate::fsutil::read_limited(path, crate::fsutil::limits::IMAGE)?;
+    decode(path, &bytes)
+}
+
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     image::load_from_memory(bytes)
         .map(|im| im.to_rgb8())

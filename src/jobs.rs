@@ -1,6 +1,7 @@
 //! Work that must not block an interface: training runs and predictions on background threads,
 //! reporting small events over a channel, with cancellation. The TUI drains the channel between
-//! frames; nothing here draws.
+//! frames; nothing here draws. A job that panics (a bug) ends with an error message like any
+//! failed job, so the interface that started it stays usable.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +53,15 @@ impl CancelHandle {
     }
 }
 
-/// Starts training `experiment` in the background.
-pub fn spawn_training(ws: Workspace, experiment: Experiment, weights: Option<PathBuf>) -> TrainJob {
+/// Starts training the experiment file at `experiment` (relative to the workspace) in the
+/// background; the file is read and checked there too, so a huge or hostile file never holds up
+/// the caller.
+pub fn spawn_training(
+    ws: Workspace,
+    experiment: PathBuf,
+    weights: Option<PathBuf>,
+    memory_limit: u64,
+) -> TrainJob {
     let (tx, events) = channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let job = TrainJob {
@@ -61,8 +69,10 @@ pub fn spawn_training(ws: Workspace, experiment: Experiment, weights: Option<Pat
         cancel: CancelHandle(cancel.clone()),
     };
     std::thread::spawn(move || {
-        let result = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress).and_then(
-            |backbone| {
+        let result = guarded(|| -> Result<RunSummary> {
+            let experiment = Experiment::load(&ws.root().join(&experiment))?;
+            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
+            {
                 let progress = ChannelProgress {
                     tx: Mutex::new(tx.clone()),
                     done: Mutex::new((0, 0)),
@@ -72,10 +82,17 @@ pub fn spawn_training(ws: Workspace, experiment: Experiment, weights: Option<Pat
                     cancel,
                     epochs: experiment.config.train.epochs,
                 };
-                run::train_experiment(&ws, &experiment, &backbone, &progress, &mut events)
-            },
-        );
-        let _ = tx.send(TrainEvent::Finished(result.map_err(|e| e.to_string())));
+                run::train_experiment(
+                    &ws,
+                    &experiment,
+                    &backbone,
+                    memory_limit,
+                    &progress,
+                    &mut events,
+                )
+            }
+        });
+        let _ = tx.send(TrainEvent::Finished(result));
     });
     job
 }
@@ -136,7 +153,7 @@ pub fn spawn_prediction(
 ) -> Receiver<std::result::Result<Prediction, String>> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        let result = (|| -> Result<Prediction> {
+        let result = guarded(|| -> Result<Prediction> {
             let head = TrainedHead::load(&ws.run_dir(&run_id))?;
             let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
@@ -155,10 +172,30 @@ pub fn spawn_prediction(
                     }),
                 )),
             }
-        })();
-        let _ = tx.send(result.map_err(|e| e.to_string()));
+        });
+        let _ = tx.send(result);
     });
     rx
+}
+
+/// Runs a job's work, turning its error, or a panic (a bug), into the message the interface
+/// shows.
+pub fn guarded<T, E: std::fmt::Display>(
+    work: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result.map_err(|e| format!("{e:#}")),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!(
+                "internal error, a bug in facelab (please report it): {what}"
+            ))
+        }
+    }
 }
 
 /// What a background capture reports.
@@ -205,7 +242,7 @@ pub fn spawn_capture(
     let (tx, events) = channel();
     let (control, control_rx) = channel::<CaptureControl>();
     std::thread::spawn(move || {
-        let result = (|| -> Result<usize> {
+        let result = guarded(|| -> Result<usize> {
             let mut source = source.open()?;
             let mut session = CaptureSession::new(&facedata, settings, cascade)?;
             let (mut paused, mut skip_next) = (false, false);
@@ -245,8 +282,8 @@ pub fn spawn_capture(
                 }
             }
             Ok(session.saved())
-        })();
-        let _ = tx.send(CaptureEvent::Finished(result.map_err(|e| e.to_string())));
+        });
+        let _ = tx.send(CaptureEvent::Finished(result));
     });
     CaptureJob { events, control }
 }
@@ -283,4 +320,46 @@ fn preview_with_box(
         }
     }
     preview
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{save_meta, save_params, HeadMeta};
+    use crate::train::head::HeadParams;
+
+    #[test]
+    fn a_panicking_job_ends_with_an_error_naming_the_panic() {
+        let result = guarded(|| -> Result<()> { panic!("index out of bounds") });
+        let e = result.unwrap_err();
+        assert!(
+            e.contains("internal error") && e.contains("index out of bounds"),
+            "{e}"
+        );
+        assert_eq!(guarded(|| -> Result<u8> { Ok(7) }), Ok(7));
+    }
+
+    #[test]
+    fn predicting_with_a_head_json_that_lists_too_few_labels_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(dir.path());
+        let run_dir = ws.run_dir("abcd1234");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        save_params(
+            &run_dir.join(crate::model::HEAD_FILE),
+            &HeadParams::init(crate::backbone::FEATURE_DIM, &[], 4, 1),
+        )
+        .unwrap();
+        let meta = HeadMeta {
+            classes: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            labels: vec!["a".into(), "b".into()],
+            resize: crate::image_prep::ResizeMode::Squash,
+            l2_normalize: false,
+            weights_sha256: "w".into(),
+        };
+        save_meta(&run_dir, &meta).unwrap();
+        let rx = spawn_prediction(ws, "abcd1234".into(), dir.path().join("x.png"), None);
+        let e = rx.recv().unwrap().unwrap_err();
+        assert!(e.contains("head.json") && e.contains("2 labels"), "{e}");
+    }
 }

@@ -26,6 +26,7 @@ pub mod image_prep;
 pub mod jobs;
 pub mod model;
 pub mod net;
+pub mod paths;
 pub mod predict;
 pub mod progress;
 pub mod run;

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", text::clean_lines(&format!("{e:#}")));
             // A bad experiment file is a usage error, like a bad flag.
             match e.downcast_ref::<facelab::Error>() {
                 Some(facelab::Error::Config { .. }) => ExitCode::from(2),

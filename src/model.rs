@@ -3,13 +3,14 @@
 //! display labels, preprocessing) and `config.yaml` (the resolved experiment). Every file is
 //! written to a temporary file and renamed into place.
 
-use crate::fsutil::write_atomically;
+use crate::fsutil::{limits, read_limited, read_text_limited, write_atomically};
 use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::FEATURE_DIM;
 use crate::error::{Error, Result};
 use crate::image_prep::ResizeMode;
 use crate::train::head::{Dense, HeadParams};
@@ -41,19 +42,37 @@ pub struct TrainedHead {
 impl TrainedHead {
     pub fn load(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
-        let meta_text =
-            std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta_text = read_text_limited(&meta_path, limits::TEXT)?;
         let meta: HeadMeta =
             serde_json::from_str(&meta_text).map_err(|e| head_error(&meta_path, e))?;
-        let params = load_params(&dir.join(HEAD_FILE))?;
-        if params.classes() != meta.classes.len() {
+        let head_path = dir.join(HEAD_FILE);
+        let params = load_params(&head_path)?;
+        check_meta(&meta, &params).map_err(|why| head_error(&meta_path, why))?;
+        if params.inputs() != FEATURE_DIM {
             return Err(head_error(
-                &meta_path,
-                "class list does not match the weights",
+                &head_path,
+                format!(
+                    "the first layer takes {} inputs; the backbone gives {FEATURE_DIM}",
+                    params.inputs()
+                ),
             ));
         }
         Ok(TrainedHead { params, meta })
     }
+}
+
+/// Whether `head.json` describes the weights beside it: one class name and one label per
+/// output.
+fn check_meta(meta: &HeadMeta, params: &HeadParams) -> std::result::Result<(), String> {
+    let outputs = params.classes();
+    if meta.classes.len() != outputs || meta.labels.len() != outputs {
+        return Err(format!(
+            "lists {} classes and {} labels but the weights have {outputs} outputs; the run's folder was edited or mixed with another run's: train it again",
+            meta.classes.len(),
+            meta.labels.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes `params` as safetensors: `layers.{i}.weight` `[inputs, outputs]` and `layers.{i}.bias`.
@@ -90,7 +109,7 @@ pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
 }
 
 pub fn load_params(path: &Path) -> Result<HeadParams> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_limited(path, limits::HEAD)?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| head_error(path, e))?;
     let by_name: HashMap<String, TensorView> = tensors.tensors().into_iter().collect();
     let mut layers = Vec::new();
@@ -110,11 +129,18 @@ pub fn load_params(path: &Path) -> Result<HeadParams> {
                 format!("layer {i} is not float32 [in, out] + [out]"),
             ));
         }
+        let (weight, bias) = (f32s(w.data()), f32s(b.data()));
+        if weight.iter().chain(&bias).any(|v| !v.is_finite()) {
+            return Err(head_error(
+                path,
+                format!("layer {i} holds NaN or infinite weights (did training diverge?)"),
+            ));
+        }
         layers.push(Dense {
             inputs,
             outputs,
-            weight: f32s(w.data()),
-            bias: f32s(b.data()),
+            weight,
+            bias,
         });
     }
     if layers.is_empty() || layers.windows(2).any(|p| p[0].outputs != p[1].inputs) {
@@ -150,22 +176,56 @@ fn head_error(path: &Path, reason: impl std::fmt::Display) -> Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn params_and_meta_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let params = HeadParams::init(6, &[5, 4], 3, 9);
-        save_params(&dir.path().join(HEAD_FILE), &params).unwrap();
-        let meta = HeadMeta {
+    fn three_class_meta() -> HeadMeta {
+        HeadMeta {
             classes: vec!["a".into(), "b".into(), "c".into()],
             labels: vec!["Ann".into(), "b".into(), "c".into()],
             resize: ResizeMode::Squash,
             l2_normalize: true,
             weights_sha256: "w".into(),
-        };
-        save_meta(dir.path(), &meta).unwrap();
+        }
+    }
+
+    /// A run folder with `params` and `meta` saved as training saves them.
+    fn saved_head(params: &HeadParams, meta: &HeadMeta) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        save_params(&dir.path().join(HEAD_FILE), params).unwrap();
+        save_meta(dir.path(), meta).unwrap();
+        dir
+    }
+
+    #[test]
+    fn params_and_meta_round_trip() {
+        let params = HeadParams::init(FEATURE_DIM, &[5, 4], 3, 9);
+        let dir = saved_head(&params, &three_class_meta());
         let loaded = TrainedHead::load(dir.path()).unwrap();
         assert_eq!(loaded.params, params);
-        assert_eq!(loaded.meta, meta);
+        assert_eq!(loaded.meta, three_class_meta());
+    }
+
+    #[test]
+    fn a_head_json_that_does_not_match_the_weights_is_refused_by_name() {
+        let mut meta = three_class_meta();
+        meta.labels.pop();
+        let dir = saved_head(&HeadParams::init(FEATURE_DIM, &[], 3, 1), &meta);
+        let e = TrainedHead::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(META_FILE) && e.contains("2 labels") && e.contains("3 outputs"),
+            "{e}"
+        );
+
+        let dir = saved_head(&HeadParams::init(64, &[], 3, 1), &three_class_meta());
+        let e = TrainedHead::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(HEAD_FILE) && e.contains("64 inputs"), "{e}");
+    }
+
+    #[test]
+    fn a_head_with_nan_weights_is_refused() {
+        let mut params = HeadParams::init(FEATURE_DIM, &[], 3, 1);
+        params.layers[0].bias[1] = f32::NAN;
+        let dir = saved_head(&params, &three_class_meta());
+        let e = TrainedHead::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("NaN"), "{e}");
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn rank(path: &Path, probabilities: &[f32], head: &TrainedHead) -> Prediction {
 /// `out_dir/<folder>_<stem>.png` (the folder keeps `alice/01.jpg` and `bob/01.jpg` apart);
 /// returns the written path.
 pub fn annotate(prediction: &Prediction, out_dir: &Path) -> Result<PathBuf> {
-    let bytes = std::fs::read(&prediction.path).map_err(|e| Error::io(&prediction.path, e))?;
+    let bytes = crate::fsutil::read_limited(&prediction.path, crate::fsutil::limits::IMAGE)?;
     let mut image = crate::image_prep::decode(&prediction.path, &bytes)?;
     let text = format!("{} {:.0}%", prediction.label, prediction.confidence * 100.0);
     draw_label(&mut image, &text);

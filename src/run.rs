@@ -16,6 +16,7 @@ use crate::model::{self, HeadMeta, BEST_FILE, CONFIG_FILE, HEAD_FILE};
 use crate::progress::Progress;
 use crate::store::{NewRun, RunRecord, RunResult, RunStatus, RunStore};
 use crate::train::head::{HeadParams, HeadRunner};
+use crate::train::memory;
 use crate::train::{self, EpochMetrics, LabeledFeatures, TrainObserver};
 use crate::workspace::Workspace;
 
@@ -89,17 +90,20 @@ fn run_is_alive(run_dir: &Path) -> bool {
     }
 }
 
-/// Trains `experiment` in workspace `ws` and records everything.
+/// Trains `experiment` in workspace `ws` and records everything; a run estimated to need more
+/// than `memory_limit` bytes is refused before anything is allocated or recorded.
 pub fn train_experiment(
     ws: &Workspace,
     experiment: &Experiment,
     backbone: &Backbone,
+    memory_limit: u64,
     progress: &dyn Progress,
     events: &mut dyn RunEvents,
 ) -> Result<RunSummary> {
     let config = &experiment.config;
     let data = ExperimentData::load(ws.root(), experiment)?;
     check_validation_available(experiment, &data)?;
+    memory::check(experiment, data.train.len(), data.test.len(), memory_limit)?;
     let cache = FeatureCache::new(ws.feature_cache_dir());
     let (train_set, test_set, dataset_hash, skipped) =
         features_for(experiment, &data, backbone, &cache, progress)?;

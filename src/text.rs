@@ -1,9 +1,52 @@
-//! Small text helpers shared by the CLI's tables and the TUI's screens.
+//! Small text helpers shared by the CLI's tables and the TUI's screens, and the one rule for
+//! printing text that came from data (labels, experiment names, tags, notes, file names) on a
+//! terminal: control characters and bidirectional overrides are shown as visible escapes, so a
+//! label can neither move the cursor, clear the screen, set the window title, nor reorder the
+//! text around it. JSON output is not touched: it stays exact.
 
-/// `s` cut to `n` characters, an ellipsis marking the cut.
+use std::borrow::Cow;
+
+/// Whether `c` would act on a terminal instead of being shown: C0 and C1 controls (ESC, CR,
+/// BS, newlines, tabs, ...), DEL, and the bidirectional embeddings, overrides and isolates.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+}
+
+/// `s` safe to print on a terminal, each unsafe character written as its escape (`\u{1b}`).
+pub fn clean(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if is_unsafe_char(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A file name safe to print ([`clean`] of its lossy text form).
+pub fn path(p: &std::path::Path) -> String {
+    clean(&p.to_string_lossy()).into_owned()
+}
+
+/// Like [`clean`], keeping line breaks: for text that is meant to span lines (a config, an
+/// error chain).
+pub fn clean_lines(s: &str) -> String {
+    s.split('\n').map(clean).collect::<Vec<_>>().join("\n")
+}
+
+/// `s` made safe ([`clean`]) and cut to `n` characters, an ellipsis marking the cut.
 pub fn short(s: &str, n: usize) -> String {
+    let s = clean(s);
     if s.chars().count() <= n {
-        s.to_owned()
+        s.into_owned()
     } else {
         s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
     }
@@ -25,7 +68,17 @@ pub const LABEL_WIDTH: usize = 16;
 
 #[cfg(test)]
 mod tests {
-    use super::{label_width, short};
+    use super::{clean, clean_lines, label_width, short};
+
+    #[test]
+    fn control_and_bidi_characters_are_shown_not_obeyed() {
+        assert_eq!(clean("Eric"), "Eric");
+        assert_eq!(clean("a\x1b]0;pwned\x07b"), "a\\u{1b}]0;pwned\\u{7}b");
+        assert_eq!(clean("x\ry\u{8}\u{202e}z"), "x\\u{d}y\\u{8}\\u{202e}z");
+        assert_eq!(clean("José 李"), "José 李");
+        assert_eq!(clean_lines("a: 1\nb: \x1b[2J"), "a: 1\nb: \\u{1b}[2J");
+        assert_eq!(short("\x1b[2Jname", 30), "\\u{1b}[2Jname");
+    }
 
     #[test]
     fn label_width_is_the_longest_label_within_bounds() {

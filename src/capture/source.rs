@@ -100,10 +100,10 @@ impl FrameSource for FolderSource {
     fn next_frame(&mut self) -> Result<Option<Frame>> {
         while let Some(path) = self.paths.get(self.next).cloned() {
             self.next += 1;
-            match image::open(&path) {
+            match crate::image_prep::load(&path) {
                 Ok(image) => {
                     return Ok(Some(Frame {
-                        image: image.to_rgb8(),
+                        image,
                         origin: path.display().to_string(),
                     }))
                 }

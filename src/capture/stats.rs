@@ -15,10 +15,13 @@ pub struct DatasetStats {
     /// Images per person per split (`train`, `test`, or `-` for folders outside a split).
     pub people: BTreeMap<String, BTreeMap<String, usize>>,
     /// Pairs of one person's images that are near-copies.
+    #[serde(serialize_with = "crate::paths::serialize_pairs")]
     pub duplicates: Vec<(PathBuf, PathBuf)>,
     /// Images whose shorter side is below the minimum.
+    #[serde(serialize_with = "crate::paths::serialize_list")]
     pub too_small: Vec<PathBuf>,
     /// Files that could not be read as images.
+    #[serde(serialize_with = "crate::paths::serialize_list")]
     pub unreadable: Vec<PathBuf>,
 }
 
@@ -45,9 +48,8 @@ pub fn survey(facedata: &Path, min_side: u32, duplicate_distance: f32) -> Result
             .or_default()
             .entry(split)
             .or_default() += 1;
-        match image::open(&path) {
+        match crate::image_prep::load(&path) {
             Ok(image) => {
-                let image = image.to_rgb8();
                 if image.width().min(image.height()) < min_side {
                     stats.too_small.push(path.clone());
                 }

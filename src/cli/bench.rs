@@ -89,7 +89,7 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             let images: Vec<image::GrayImage> = facelab::dataset::list_images(&dir)?
                 .images
                 .iter()
-                .filter_map(|p| image::open(p).ok().map(|im| to_gray(&im.to_rgb8())))
+                .filter_map(|p| facelab::image_prep::load(p).ok().map(|im| to_gray(&im)))
                 .collect();
             anyhow::ensure!(
                 !images.is_empty(),

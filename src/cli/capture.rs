@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use facelab::capture::cascade::{obtain_face_cascade, Cascade};
 use facelab::capture::session::{
-    check_person_name, CaptureSession, CaptureSettings, FrameOutcome, SplitChoice,
+    person_name, CaptureSession, CaptureSettings, FrameOutcome, SplitChoice,
 };
 use facelab::capture::source::{FrameSource, SourceSpec};
 use facelab::capture::stats;
@@ -44,7 +44,7 @@ pub fn capture(
     gates: &GateArgs,
 ) -> anyhow::Result<ExitCode> {
     // Cheap checks first: a bad name or source is reported before any camera or cascade.
-    check_person_name(person)?;
+    let person = &person_name(person)?;
     let spec: SourceSpec = source_spec.parse()?;
     let mut settings = CaptureSettings::for_source(person, &spec);
     settings.count = Some(count);
@@ -61,7 +61,7 @@ pub fn import(
     person: &str,
     gates: &GateArgs,
 ) -> anyhow::Result<ExitCode> {
-    check_person_name(person)?;
+    let person = &person_name(person)?;
     let spec = SourceSpec::Folder(dir.to_owned());
     let mut settings = CaptureSettings::for_source(person, &spec);
     // Importing keeps one crop per photo with a face unless a gate is asked for.
@@ -96,14 +96,21 @@ fn run_session(
     let facedata = ctx.workspace.facedata_dir();
     let person = settings.person.clone();
     let mut session = CaptureSession::new(&facedata, settings, cascade)?;
-    eprintln!("capturing {person} from {}", source.describe());
+    eprintln!(
+        "capturing {person} from {}",
+        crate::text::clean(&source.describe())
+    );
     while !session.done() {
         let Some(frame) = source.next_frame()? else {
             break;
         };
         let outcome = session.process(&frame.image, Instant::now())?;
         if !matches!(outcome, FrameOutcome::TooSoon { .. }) {
-            println!("{}: {}", frame.origin, outcome.describe());
+            println!(
+                "{}: {}",
+                crate::text::clean(&frame.origin),
+                crate::text::clean(&outcome.describe())
+            );
         }
     }
     let target = session
@@ -113,7 +120,7 @@ fn run_session(
     println!(
         "saved {}{target} crops of {person} into {} ({})",
         session.saved(),
-        facedata.display(),
+        crate::text::path(&facedata),
         session.tally().describe()
     );
     if session.saved() > 0 {
@@ -137,7 +144,7 @@ pub fn stats(
     if s.people.is_empty() {
         println!(
             "No images in {}. Capture some: facelab capture --person NAME",
-            facedata.display()
+            crate::text::path(&facedata)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -148,7 +155,8 @@ pub fn stats(
     for (person, splits) in &s.people {
         let n = |k: &str| splits.get(k).copied().unwrap_or(0);
         println!(
-            "{person:<20} {:>6} {:>6} {:>6}",
+            "{:<20} {:>6} {:>6} {:>6}",
+            crate::text::clean(person),
             n("train"),
             n("test"),
             n("-")
@@ -162,10 +170,17 @@ pub fn stats(
         s.unreadable.len()
     );
     for (a, b) in &s.duplicates {
-        println!("  duplicate: {} ~ {}", a.display(), b.display());
+        println!(
+            "  duplicate: {} ~ {}",
+            crate::text::path(a),
+            crate::text::path(b)
+        );
     }
     for p in &s.too_small {
-        println!("  too small: {}", p.display());
+        println!("  too small: {}", crate::text::path(p));
+    }
+    for p in &s.unreadable {
+        println!("  unreadable: {}", crate::text::path(p));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use facelab::capture::cascade::{obtain_face_cascade, to_gray, Cascade, DetectParams};
+use facelab::image_prep;
+use facelab::paths;
 use serde_json::json;
 
 pub fn run(
@@ -15,10 +17,14 @@ pub fn run(
     let cascade = Cascade::load(&obtain_face_cascade(cascade, models_dir)?)?;
     let mut failed = false;
     for path in images {
-        let image = match image::open(path) {
-            Ok(im) => im.to_rgb8(),
+        let image = match image_prep::load(path) {
+            Ok(im) => im,
             Err(e) => {
-                eprintln!("skipped: {}: {e}", path.display());
+                eprintln!(
+                    "skipped: {}: {}",
+                    crate::text::path(path),
+                    crate::text::clean(&e.to_string())
+                );
                 failed = true;
                 continue;
             }
@@ -28,7 +34,9 @@ pub fn run(
             .iter()
             .map(|r| [r.x, r.y, r.width, r.height])
             .collect();
-        println!("{}", json!({ "path": path, "faces": faces }));
+        let mut line = json!({ "faces": faces });
+        paths::insert_json(&mut line, path);
+        println!("{line}");
     }
     Ok(if failed {
         ExitCode::FAILURE

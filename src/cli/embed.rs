@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use facelab::fsutil::{limits, read_limited};
 use facelab::image_prep::{self, ResizeMode};
+use facelab::paths;
 use serde_json::json;
 
 use super::Context;
@@ -17,20 +19,20 @@ pub fn run(
     let backbone = ctx.backbone()?;
     let mut failed = false;
     for path in images {
-        let prepared = std::fs::read(path)
-            .map_err(|e| facelab::Error::io(path, e))
+        let prepared = read_limited(path, limits::IMAGE)
             .and_then(|bytes| image_prep::decode(path, &bytes))
             .map(|im| image_prep::prepare(&im, resize));
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("skipped: {e}");
+                eprintln!("skipped: {}", crate::text::clean_lines(&e.to_string()));
                 failed = true;
                 continue;
             }
         };
         let features = backbone.features(&[&prepared]).remove(0);
-        let mut line = json!({ "path": path, "features": features });
+        let mut line = json!({ "features": features });
+        paths::insert_json(&mut line, path);
         if top5 {
             line["top5"] = json!(backbone.top5(&features));
         }

@@ -19,22 +19,26 @@ pub fn run(ctx: &Context, dir: Option<PathBuf>, resize: ResizeMode) -> anyhow::R
         backbone.weights_sha256()
     );
     for other in &listing.others {
-        eprintln!("skipped: {}: not an image file", other.display());
+        eprintln!("skipped: {}: not an image file", crate::text::path(other));
     }
     if listing.images.is_empty() {
-        println!("No images under {}.", dir.display());
+        println!("No images under {}.", crate::text::path(&dir));
         println!("{}", super::status::NEXT_STEPS_NO_DATA);
         return Ok(ExitCode::SUCCESS);
     }
     let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
     let report = features::extract(&backbone, &cache, &listing.images, resize, &Bar::new())?;
     for (path, reason) in &report.skipped {
-        eprintln!("skipped: {}: {reason}", path.display());
+        eprintln!(
+            "skipped: {}: {}",
+            crate::text::path(path),
+            crate::text::clean(reason)
+        );
     }
     println!(
         "{} images under {}: {} computed, {} cached, {} skipped{}",
         listing.images.len(),
-        dir.display(),
+        crate::text::path(&dir),
         report.computed,
         report.cached,
         report.skipped.len(),

@@ -14,6 +14,7 @@ mod status;
 mod train;
 
 use facelab::store::RunColumn;
+use facelab::train::memory;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,6 +37,11 @@ struct Cli {
     /// A MobileNetV2 weights file to use instead of the cached or fetched one.
     #[arg(long, global = true, env = "FACELAB_WEIGHTS")]
     weights: Option<PathBuf>,
+
+    /// Refuse a training run estimated to need more memory than this (e.g. 4G, 512M); by
+    /// default half of this machine's memory.
+    #[arg(long, global = true, env = "FACELAB_MEMORY_LIMIT", value_parser = memory::parse_size)]
+    memory_limit: Option<u64>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -115,8 +121,14 @@ enum Command {
         #[arg(long, value_name = "OUT_DIR")]
         annotate: Option<PathBuf>,
     },
-    /// Delete a run: its record and its saved head.
-    Rm { run: String },
+    /// Delete runs: their records and saved heads. A run still training is refused.
+    Rm {
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// Needed to delete more than one run at once.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Find faces with OpenCV's Haar cascade; one JSON object per line: {"path", "faces": [[x, y, w, h], ...]}.
     Detect {
         #[arg(required = true)]
@@ -175,10 +187,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let context = Context {
         workspace,
         weights: cli.weights,
+        memory_limit: cli.memory_limit.unwrap_or_else(memory::default_limit),
     };
     match cli.command.unwrap_or(Command::Tui) {
         Command::Tui => {
-            crate::tui::run(context.workspace, context.weights)?;
+            crate::tui::run(context.workspace, context.weights, context.memory_limit)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Embed {
@@ -212,7 +225,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             json,
             annotate,
         } => predict::run(&context, &run, &images, json, annotate.as_deref()),
-        Command::Rm { run } => runs::remove(&context, &run),
+        Command::Rm { runs: ids, yes } => runs::remove(&context, &ids, yes),
         Command::Capture {
             person,
             count,
@@ -261,6 +274,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
 pub struct Context {
     workspace: Workspace,
     weights: Option<PathBuf>,
+    /// Bytes a training run may be estimated to need.
+    memory_limit: u64,
 }
 
 impl Context {

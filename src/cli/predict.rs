@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use facelab::dataset;
 use facelab::features::FeatureCache;
 use facelab::model::TrainedHead;
+use facelab::paths;
 use facelab::predict;
 use facelab::run::open_store;
 use serde_json::json;
@@ -36,20 +37,29 @@ pub fn run(
     let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
     let (predictions, skipped) = predict::predict(&backbone, &head, &cache, &images, &Bar::new())?;
     for (path, reason) in &skipped {
-        eprintln!("skipped: {}: {reason}", path.display());
+        eprintln!(
+            "skipped: {}: {}",
+            crate::text::path(path),
+            crate::text::clean(reason)
+        );
     }
     for p in &predictions {
         if as_json {
-            println!(
-                "{}",
-                json!({"path": p.path, "predicted": p.predicted, "label": p.label, "confidence": p.confidence})
-            );
+            let mut line =
+                json!({"predicted": p.predicted, "label": p.label, "confidence": p.confidence});
+            paths::insert_json(&mut line, &p.path);
+            println!("{line}");
         } else {
-            println!("{}\t{}\t{:.3}", p.path.display(), p.label, p.confidence);
+            println!(
+                "{}\t{}\t{:.3}",
+                crate::text::path(&p.path),
+                crate::text::clean(&p.label),
+                p.confidence
+            );
         }
         if let Some(dir) = annotate {
             let out = predict::annotate(p, dir)?;
-            eprintln!("annotated: {}", out.display());
+            eprintln!("annotated: {}", crate::text::path(&out));
         }
     }
     Ok(if skipped.is_empty() {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::train::format_epoch;
 use super::Context;
-use crate::text::{label_width, short, LABEL_WIDTH};
+use crate::text::{clean, clean_lines, label_width, short, LABEL_WIDTH};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -93,7 +93,7 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     println!(
         "run {}  experiment {}  status {}",
         run.id,
-        run.experiment,
+        clean(&run.experiment),
         run.status.as_str()
     );
     println!(
@@ -108,7 +108,7 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         println!("best epoch {e}");
     }
     if let Some(err) = &run.error {
-        println!("error: {err}");
+        println!("error: {}", clean_lines(err));
     }
     println!("\nepochs:");
     for m in store.epochs(&run.id)? {
@@ -135,14 +135,29 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
             println!("  {:width$}  {:>9}  {:>6}", short(label, width), f(p), f(r));
         }
     }
-    println!("\nconfig:\n{}", run.config_yaml.trim_end());
+    println!("\nconfig:\n{}", clean_lines(run.config_yaml.trim_end()));
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn remove(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
+/// Deletes the runs named; every name is resolved before anything is deleted, and more than one
+/// run needs `--yes`.
+pub fn remove(ctx: &Context, ids: &[String], yes: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
-    let run = store.run(id)?;
-    delete_run(&store, &ctx.workspace, &run.id)?;
-    println!("removed run {}", run.id);
+    let runs = ids
+        .iter()
+        .map(|id| store.run(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    if runs.len() > 1 && !yes {
+        let names: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        anyhow::bail!(
+            "this would delete {} runs ({}); add --yes to confirm",
+            runs.len(),
+            names.join(", ")
+        );
+    }
+    for run in runs {
+        delete_run(&store, &ctx.workspace, &run.id)?;
+        println!("removed run {}", run.id);
+    }
     Ok(ExitCode::SUCCESS)
 }

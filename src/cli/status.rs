@@ -33,7 +33,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     println!(
         "  weights:   {}",
         if weights.is_file() {
-            format!("{} (cached)", weights.display())
+            format!("{} (cached)", crate::text::path(&weights))
         } else {
             "not fetched yet (fetched on first use)".to_owned()
         }

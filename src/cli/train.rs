@@ -49,11 +49,16 @@ pub fn run(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
         &ctx.workspace,
         &experiment,
         &backbone,
+        ctx.memory_limit,
         &Bar::new(),
         &mut events,
     )?;
     for (path, reason) in &summary.skipped {
-        eprintln!("skipped: {}: {reason}", path.display());
+        eprintln!(
+            "skipped: {}: {}",
+            crate::text::path(path),
+            crate::text::clean(reason)
+        );
     }
     if summary.stopped_early {
         println!("early stopping after epoch {}", summary.epochs.len());
@@ -68,7 +73,7 @@ pub fn run(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "run {} finished; head saved in {}",
         summary.run_id,
-        summary.model_dir.display()
+        crate::text::path(&summary.model_dir)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -31,3 +31,40 @@ pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
     }
     found
 }
+
+/// Deepest nesting an experiment file may have (real ones nest three or four levels).
+pub(super) const MAX_DEPTH: usize = 32;
+
+/// The first line (1-based) where `text` nests deeper than [`MAX_DEPTH`], counting flow
+/// brackets and block indentation, outside quotes and comments. The YAML parser takes quadratic
+/// time on deep nesting, so such a file is refused before it is parsed.
+pub(super) fn too_deep(text: &str) -> Option<usize> {
+    let mut flow = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let indent = line
+            .chars()
+            .take_while(|c| matches!(c, ' ' | '-' | '\t'))
+            .count();
+        if indent > 4 * MAX_DEPTH {
+            return Some(i + 1);
+        }
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_DEPTH {
+                        return Some(i + 1);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}

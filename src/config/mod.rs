@@ -12,6 +12,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fsutil::{limits, read_text_limited};
 
 pub use diff::{differing_keys, flatten_yaml};
 use location::line_of_key;
@@ -29,7 +30,7 @@ pub struct Experiment {
 impl Experiment {
     /// Reads, parses and validates an experiment file.
     pub fn load(path: &Path) -> Result<Experiment> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let text = read_text_limited(path, limits::TEXT).map_err(|e| Error::Config {
             path: path.to_owned(),
             line: None,
             key: "file".into(),
@@ -40,6 +41,17 @@ impl Experiment {
 
     /// Parses and validates YAML text; `path` names the file in errors and gives the default name.
     pub fn parse(path: &Path, text: &str) -> Result<Experiment> {
+        if let Some(line) = location::too_deep(text) {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                line: Some(line),
+                key: "(document)".into(),
+                message: format!(
+                    "nested more than {} levels deep; an experiment file needs a few",
+                    location::MAX_DEPTH
+                ),
+            });
+        }
         let mut config: ExperimentConfig =
             serde_norway::from_str(text).map_err(|e| Error::Config {
                 path: path.to_owned(),
@@ -160,6 +172,38 @@ checkpoint: {monitor: val_loss}
             message.contains("sixteen") || message.contains("invalid type"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly_before_parsing() {
+        let deep_flow = format!("data: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let (line, key, message) = config_error(&deep_flow);
+        assert_eq!((line, key.as_str()), (Some(1), "(document)"));
+        assert!(message.contains("nested"), "{message}");
+        let deep_block: String = (0..2000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(config_error(&deep_block).0, Some(130));
+        // Brackets inside quotes and comments are text.
+        parse(&format!(
+            "{NOTEBOOK}name: \"{}\"  # {}\n",
+            "[".repeat(50),
+            "{".repeat(50)
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_learning_rate_beyond_f32_is_refused() {
+        for lr in ["1e39", "1e-50"] {
+            let (_, key, message) =
+                config_error(&NOTEBOOK.replace("lr: 0.001", &format!("lr: {lr}")));
+            assert_eq!(key, "train.optimizer.lr");
+            assert!(
+                message.contains("not a positive learning rate"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
     }
     let t = &c.train;
     let lr = t.optimizer.lr();
-    if !(lr.is_finite() && lr > 0.0) {
+    // Training runs in f32: a rate that f32 rounds to 0 or infinity is no rate at all.
+    if !(lr.is_finite() && lr > 0.0 && (lr as f32).is_finite() && lr as f32 > 0.0) {
         return fail(
             "train.optimizer.lr",
             format!("{lr} is not a positive learning rate"),

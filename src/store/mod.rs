@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::EpochMetrics;
 
+/// The fewest characters of a run id that select a run.
+pub const MIN_PREFIX: usize = 4;
+
 /// A run's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -265,14 +268,22 @@ impl RunStore {
         self.query_runs("ORDER BY r.started_at DESC, r.id", params![])
     }
 
-    /// The run whose id is `id_or_prefix`, or the only one starting with it.
+    /// The run whose id is `id_or_prefix`, or the only one starting with it. A prefix must
+    /// be at least [`MIN_PREFIX`] hex digits and is matched literally, so an empty argument
+    /// (an unset shell variable) or a wildcard never selects a run.
     pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord> {
-        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
+        let is_hex = id_or_prefix.chars().all(|c| c.is_ascii_hexdigit());
+        if id_or_prefix.len() < MIN_PREFIX || !is_hex {
+            return Err(Error::InvalidArgument(format!(
+                "run {id_or_prefix:?}: give at least {MIN_PREFIX} hex digits of a run id (`facelab runs` lists them)"
+            )));
+        }
+        let prefix = id_or_prefix.to_ascii_lowercase();
         let mut found = self.query_runs(
-            "WHERE r.id = ?1 OR r.id LIKE ?2 ORDER BY r.id",
-            params![id_or_prefix, pattern],
+            "WHERE substr(r.id, 1, length(?1)) = ?1 ORDER BY r.id",
+            params![prefix],
         )?;
-        if let Some(exact) = found.iter().position(|r| r.id == id_or_prefix) {
+        if let Some(exact) = found.iter().position(|r| r.id == prefix) {
             return Ok(found.swap_remove(exact));
         }
         match found.len() {
@@ -512,7 +523,7 @@ mod tests {
     fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
         let store = RunStore::open_in_memory().unwrap();
         store.create_run(&new_run("abc12345")).unwrap();
-        assert_eq!(store.run("abc").unwrap().status, RunStatus::Running);
+        assert_eq!(store.run("abc1").unwrap().status, RunStatus::Running);
         store.add_epoch("abc12345", &epoch(1, 0.9)).unwrap();
         store.add_epoch("abc12345", &epoch(2, 0.4)).unwrap();
         store.add_epoch("abc12345", &epoch(3, 0.6)).unwrap();
@@ -546,26 +557,36 @@ mod tests {
     #[test]
     fn prefixes_resolve_when_unique_and_deletion_cascades() {
         let store = RunStore::open_in_memory().unwrap();
-        store.create_run(&new_run("aa11")).unwrap();
-        store.create_run(&new_run("aa22")).unwrap();
-        store.add_epoch("aa22", &epoch(1, 0.5)).unwrap();
-        assert!(matches!(store.run("aa"), Err(Error::RunAmbiguous { .. })));
-        assert!(matches!(store.run("zz"), Err(Error::RunNotFound(_))));
-        assert_eq!(store.run("aa2").unwrap().id, "aa22");
-        store.delete_run("aa22").unwrap();
-        assert!(store.epochs("aa22").unwrap().is_empty());
+        store.create_run(&new_run("aaaa1111")).unwrap();
+        store.create_run(&new_run("aaaa2222")).unwrap();
+        store.add_epoch("aaaa2222", &epoch(1, 0.5)).unwrap();
+        assert!(matches!(store.run("aaaa"), Err(Error::RunAmbiguous { .. })));
+        assert!(matches!(store.run("ffff"), Err(Error::RunNotFound(_))));
+        assert_eq!(store.run("AAAA2").unwrap().id, "aaaa2222");
+        store.delete_run("aaaa2222").unwrap();
+        assert!(store.epochs("aaaa2222").unwrap().is_empty());
         assert_eq!(store.runs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_short_or_wildcard_prefix_selects_no_run() {
+        let store = RunStore::open_in_memory().unwrap();
+        store.create_run(&new_run("aaaa1111")).unwrap();
+        for bad in ["", "%", "_", "aaa", "aaa%", "a_a_", "zzzz"] {
+            let e = store.run(bad).unwrap_err().to_string();
+            assert!(e.contains("at least 4 hex digits"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
     fn dead_running_runs_become_interrupted() {
         let store = RunStore::open_in_memory().unwrap();
-        store.create_run(&new_run("live")).unwrap();
-        store.create_run(&new_run("dead")).unwrap();
-        let marked = store.mark_interrupted(|id| id == "live").unwrap();
-        assert_eq!(marked, vec!["dead".to_owned()]);
+        store.create_run(&new_run("1111aaaa")).unwrap();
+        store.create_run(&new_run("dead0000")).unwrap();
+        let marked = store.mark_interrupted(|id| id == "1111aaaa").unwrap();
+        assert_eq!(marked, vec!["dead0000".to_owned()]);
         assert_eq!(store.run("dead").unwrap().status, RunStatus::Interrupted);
-        assert_eq!(store.run("live").unwrap().status, RunStatus::Running);
+        assert_eq!(store.run("1111").unwrap().status, RunStatus::Running);
     }
 
     #[test]

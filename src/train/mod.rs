@@ -5,6 +5,7 @@
 //! [`TrainObserver`].
 
 pub mod head;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 
@@ -171,13 +172,14 @@ pub fn fit(
     for epoch in 1..=t.epochs {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for _ in 0..steps {
+        for step in 1..=steps {
             if observer.cancelled() {
                 return Err(Error::Cancelled);
             }
             let rows = batches.next_batch();
             let (x, y) = train.gather(&rows);
             let result = runner.train_batch(&params, &x, &y);
+            check_finite(result.loss as f64, epoch, step)?;
             optimizer.step(&mut params, &result.gradients);
             loss_sum += result.loss as f64 * y.len() as f64;
             correct += result.correct;
@@ -186,6 +188,9 @@ pub fn fit(
         let evaluation = val
             .filter(|v| !v.is_empty())
             .map(|v| evaluate(&runner, &params, v));
+        if let Some(e) = &evaluation {
+            check_finite(e.loss, epoch, steps)?;
+        }
         let metrics = EpochMetrics {
             epoch,
             loss: loss_sum / seen as f64,
@@ -223,6 +228,19 @@ pub fn fit(
         best_epoch,
         stopped_early,
     })
+}
+
+/// A loss that is NaN or infinite ends training: the weights are past saving.
+fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::Diverged {
+            value: loss,
+            epoch,
+            step,
+        })
+    }
 }
 
 /// Mean cross-entropy, accuracy and argmax predictions on `data`, dropout off.
@@ -464,6 +482,30 @@ mod tests {
         };
         let outcome = fit(config, 3, &train, Some(&val), &mut rec).unwrap();
         (outcome, rec)
+    }
+
+    #[test]
+    fn a_diverging_run_ends_with_the_epoch_and_step_where_the_loss_stopped_being_a_number() {
+        let mut config = experiment("");
+        config.train.optimizer = crate::config::OptimizerConfig::Sgd {
+            lr: 1e10,
+            momentum: 0.9,
+        };
+        let mut rec = Recorder {
+            epochs: Vec::new(),
+            checkpoints: Vec::new(),
+        };
+        let e = fit(&config, 3, &blobs(20, 1), Some(&blobs(10, 2)), &mut rec).unwrap_err();
+        let Error::Diverged { epoch, step, .. } = e else {
+            panic!("not a divergence: {e}");
+        };
+        assert_eq!(
+            rec.epochs.len(),
+            epoch - 1,
+            "the epochs before it were reported"
+        );
+        assert!(step >= 1);
+        assert!(e.to_string().contains("train.optimizer.lr"));
     }
 
     #[test]

@@ -12,8 +12,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use facelab::capture::source::SourceSpec;
-use facelab::config::Experiment;
-use facelab::jobs::{self, CancelHandle, CaptureControl, TrainEvent};
+use facelab::jobs::{self, guarded, CancelHandle, CaptureControl};
 use facelab::run::{delete_run, mark_dead_runs, open_store, test_images};
 use facelab::store::RunStore;
 use facelab::workspace::Workspace;
@@ -28,14 +27,39 @@ const TICK: Duration = Duration::from_millis(250);
 /// Ticks between reloads of the runs table, so other processes' runs show up within a second.
 const TICKS_PER_RELOAD: u64 = 4;
 
-pub fn run(workspace: Workspace, weights: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(
+    workspace: Workspace,
+    weights: Option<PathBuf>,
+    memory_limit: u64,
+) -> anyhow::Result<()> {
     // Fail before touching the terminal if the store cannot be opened.
     drop(open_store(&workspace)?);
     let mut terminal = ratatui::init();
+    report_panics_of_the_ui_thread_only();
     let picker = image_picker();
-    let result = event_loop(&mut terminal, workspace, weights, ImageView::new(picker));
+    let result = event_loop(
+        &mut terminal,
+        workspace,
+        weights,
+        memory_limit,
+        ImageView::new(picker),
+    );
     ratatui::restore();
     result
+}
+
+/// ratatui's panic hook restores the terminal whatever thread panicked; a worker's panic,
+/// though, is caught by its job ([`guarded`]) and shown as an error while the UI goes on, so it
+/// must neither leave full-screen mode nor print over the screen. Only a panic of the UI
+/// thread itself goes to ratatui's hook (terminal restored, message printed).
+fn report_panics_of_the_ui_thread_only() {
+    let restore_and_print = std::panic::take_hook();
+    let ui_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui_thread {
+            restore_and_print(info);
+        }
+    }));
 }
 
 /// Asks the terminal for its image protocol only where the environment names a terminal that
@@ -65,6 +89,7 @@ fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     ws: Workspace,
     weights: Option<PathBuf>,
+    memory_limit: u64,
     mut image: ImageView,
 ) -> anyhow::Result<()> {
     let (tx, rx) = channel();
@@ -74,6 +99,7 @@ fn event_loop(
     let mut runtime = Runtime {
         ws,
         weights,
+        memory_limit,
         tx,
         store_tx,
         job: None,
@@ -144,7 +170,7 @@ fn spawn_store_thread(ws: Workspace, tx: Sender<Msg>) -> Sender<Command> {
             }
         };
         for command in cmd_rx {
-            let msg = serve(&store, &ws, command).unwrap_or_else(|e| Msg::Error(format!("{e:#}")));
+            let msg = guarded(|| serve(&store, &ws, command)).unwrap_or_else(Msg::Error);
             if tx.send(msg).is_err() {
                 return;
             }
@@ -196,6 +222,7 @@ fn load_detail(store: &RunStore, id: &str) -> facelab::Result<RunDetail> {
 struct Runtime {
     ws: Workspace,
     weights: Option<PathBuf>,
+    memory_limit: u64,
     tx: Sender<Msg>,
     store_tx: Sender<Command>,
     job: Option<CancelHandle>,
@@ -253,16 +280,12 @@ impl Runtime {
     }
 
     fn start_training(&mut self, path: &Path) {
-        let experiment = match Experiment::load(&self.ws.root().join(path)) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = self
-                    .tx
-                    .send(Msg::Train(TrainEvent::Finished(Err(format!("error: {e}")))));
-                return;
-            }
-        };
-        let job = jobs::spawn_training(self.ws.clone(), experiment, self.weights.clone());
+        let job = jobs::spawn_training(
+            self.ws.clone(),
+            path.to_owned(),
+            self.weights.clone(),
+            self.memory_limit,
+        );
         self.job = Some(job.cancel);
         forward(job.events, self.tx.clone(), Msg::Train);
     }

@@ -93,7 +93,7 @@ pub struct Cascade {
 
 impl Cascade {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::fsutil::read_text_limited(path, crate::fsutil::limits::CASCADE)?;
         Self::parse(&text).map_err(|reason| {
             Error::InvalidArgument(format!(
                 "{}: not a cascade facelab can read: {reason}",

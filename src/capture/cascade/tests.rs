@@ -135,3 +135,11 @@ fn bilinear_resize_keeps_flat_images_flat_and_halves_sizes() {
     assert_eq!(small.dimensions(), (20, 15));
     assert!(small.pixels().all(|p| p.0[0] == 77));
 }
+
+#[test]
+fn a_deeply_nested_file_is_refused_without_parsing_it() {
+    let deep = format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000));
+    let e = Cascade::parse(&deep).unwrap_err();
+    assert!(e.contains("nested"), "{e}");
+    assert!(Cascade::parse(TOY).is_ok());
+}

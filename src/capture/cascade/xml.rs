@@ -39,6 +39,11 @@ pub(super) struct Stage {
 
 /// The window size, stages and features of a cascade file's text.
 pub(super) fn parse_cascade(text: &str) -> Result<(u32, u32, Vec<Stage>, Vec<Feature>), String> {
+    if element_depth(text) > MAX_DEPTH {
+        return Err(format!(
+            "elements nested more than {MAX_DEPTH} deep; OpenCV's cascades nest about 6"
+        ));
+    }
     let doc = roxmltree::Document::parse(text).map_err(|e| e.to_string())?;
     let cascade = doc
         .descendants()
@@ -189,4 +194,24 @@ fn parse_stage(node: roxmltree::Node, feature_count: usize) -> Result<Stage, Str
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Stage { threshold, weak })
+}
+
+/// Deepest element nesting a cascade file may have.
+const MAX_DEPTH: usize = 64;
+
+/// How deep `text`'s elements nest, counted without parsing (so a hostile file cannot
+/// exhaust the parser's stack): `<name` opens, `</` and `/>` close.
+fn element_depth(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        let next = bytes.get(i + 1).copied().unwrap_or(0);
+        if b == b'<' && (next.is_ascii_alphabetic() || next == b'_') {
+            depth += 1;
+            deepest = deepest.max(depth);
+        } else if (b == b'<' && next == b'/') || (b == b'/' && next == b'>') {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    deepest
 }

@@ -7,7 +7,6 @@ use ratatui::style::{Color, Stylize};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
 use ratatui::Frame;
-use ratatui_image::StatefulImage;
 
 use super::ImageView;
 use crate::tui::app::App;
@@ -83,10 +82,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect, images: &mut ImageView) 
     let inner = block.inner(preview);
     frame.render_widget(block, preview);
     match &c.preview {
-        Some((number, image)) => {
-            let state = images.state_for_frame(*number, image);
-            frame.render_stateful_widget(StatefulImage::default(), inner, state);
-        }
+        Some((number, image)) => images.render_frame(frame, inner, *number, image),
         None => frame.render_widget(
             Paragraph::new("No frames yet. n names the person, o picks the source (camera:0, or dir:PATH for photos), Enter starts.").wrap(Wrap { trim: true }),
             inner,

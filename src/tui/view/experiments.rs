@@ -4,10 +4,10 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Gauge, List, ListItem, ListState, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Gauge, ListItem, ListState, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::fmt4;
+use super::{fmt4, selectable_list};
 use crate::tui::app::App;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
@@ -20,14 +20,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .map(|p| ListItem::new(p.display().to_string()))
         .collect();
     let empty = items.is_empty();
-    let widget = List::new(items)
-        .block(Block::bordered().title(" experiments/*.yaml "))
-        .highlight_style(
-            Style::new()
-                .bg(Color::DarkGray)
-                .add_modifier(Modifier::BOLD),
-        )
-        .highlight_symbol("> ");
+    let widget = selectable_list(items, " experiments/*.yaml ");
     let mut state =
         ListState::default().with_selected((!empty).then_some(app.experiments.selected));
     frame.render_stateful_widget(widget, list, &mut state);

@@ -21,6 +21,7 @@ pub use predict::ImageView;
 use super::app::{App, Prompt, Screen};
 
 pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
+    image.begin_frame();
     let [tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
@@ -39,6 +40,26 @@ pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
     render_footer(frame, app, footer);
     if app.show_help {
         render_help(frame, app);
+    }
+    scrub_unsafe_text(frame.buffer_mut(), image.drawn_area());
+}
+
+/// Replaces every cell whose text would act on the terminal (a control character or a
+/// bidirectional override from a label, tag, note or file name) by U+FFFD, outside the area an
+/// image protocol drew in. One pass over the finished frame covers every screen and every
+/// string, whichever widget drew it.
+pub fn scrub_unsafe_text(buffer: &mut ratatui::buffer::Buffer, image: Option<Rect>) {
+    let area = buffer.area;
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            if image.is_some_and(|r| r.contains(ratatui::layout::Position { x, y })) {
+                continue;
+            }
+            let cell = &mut buffer[(x, y)];
+            if cell.symbol().chars().any(crate::text::is_unsafe_char) {
+                cell.set_symbol("\u{fffd}");
+            }
+        }
     }
 }
 
@@ -185,6 +206,21 @@ fn render_help(frame: &mut Frame, app: &App) {
     );
 }
 
+/// A bordered list whose selected row is highlighted, as every list screen shows it.
+pub fn selectable_list<'a>(
+    items: Vec<ratatui::widgets::ListItem<'a>>,
+    title: impl Into<Line<'a>>,
+) -> ratatui::widgets::List<'a> {
+    ratatui::widgets::List::new(items)
+        .block(Block::bordered().title(title))
+        .highlight_style(
+            Style::new()
+                .bg(Color::DarkGray)
+                .add_modifier(Modifier::BOLD),
+        )
+        .highlight_symbol("> ")
+}
+
 /// A rectangle of at most `width` x `height` in the middle of `area`.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
@@ -245,6 +281,15 @@ mod tests {
     use crate::tui::app::experiments::JobView;
     use crate::tui::app::{App, Msg, RunDetail, Screen};
 
+    const EVERY_SCREEN: [Screen; 6] = [
+        Screen::Runs,
+        Screen::Detail,
+        Screen::Compare,
+        Screen::Experiments,
+        Screen::Predict,
+        Screen::Capture,
+    ];
+
     fn busy_app() -> App {
         let mut app = App::default();
         let run =
@@ -277,14 +322,7 @@ mod tests {
     #[test]
     fn every_screen_draws_at_any_size_without_panicking() {
         let mut app = busy_app();
-        for screen in [
-            Screen::Runs,
-            Screen::Detail,
-            Screen::Compare,
-            Screen::Experiments,
-            Screen::Predict,
-            Screen::Capture,
-        ] {
+        for screen in EVERY_SCREEN {
             app.screen = screen;
             for help in [false, true] {
                 app.show_help = help;
@@ -292,6 +330,28 @@ mod tests {
                     screen_text(&app, w, h);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn text_from_data_never_reaches_the_terminal_as_control_sequences() {
+        let mut app = busy_app();
+        let hostile = "\x1b]0;pwned\x07\x1b[2J\r\u{8}\u{202e}evil";
+        let mut run = app.runs.all[0].clone();
+        run.experiment = hostile.into();
+        run.tags = vec![hostile.into()];
+        run.notes = Some(hostile.into());
+        app.update(Msg::RunsLoaded(vec![run]));
+        app.status = hostile.into();
+        for screen in EVERY_SCREEN {
+            app.screen = screen;
+            let text = screen_text(&app, 160, 40);
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.chars().any(crate::text::is_unsafe_char)),
+                "{screen:?} lets a control character through:\n{text:?}"
+            );
         }
     }
 

@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::style::{Color, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::StatefulImage;
 
-use super::short;
+use super::{selectable_list, short};
 use crate::text::LABEL_WIDTH;
 use crate::tui::app::App;
 
@@ -23,6 +23,9 @@ pub struct ImageView {
     current: Option<(PathBuf, StatefulProtocol)>,
     /// The capture preview, by frame number.
     live: Option<(u64, StatefulProtocol)>,
+    /// Where an image was drawn in this frame: a graphics protocol's escape sequences live in
+    /// those cells, so the scrub of data text ([`super::scrub_unsafe_text`]) leaves them be.
+    drawn: Option<Rect>,
 }
 
 impl ImageView {
@@ -31,7 +34,40 @@ impl ImageView {
             picker,
             current: None,
             live: None,
+            drawn: None,
         }
+    }
+
+    /// Called before a frame is drawn.
+    pub fn begin_frame(&mut self) {
+        self.drawn = None;
+    }
+
+    pub fn drawn_area(&self) -> Option<Rect> {
+        self.drawn
+    }
+
+    /// Draws capture frame `number` into `area`.
+    pub fn render_frame(
+        &mut self,
+        frame: &mut Frame,
+        area: Rect,
+        number: u64,
+        image: &image::RgbImage,
+    ) {
+        let state = self.state_for_frame(number, image);
+        frame.render_stateful_widget(StatefulImage::default(), area, state);
+        self.drawn = Some(area);
+    }
+
+    /// Draws the image at `path` into `area`; false when it cannot be decoded.
+    fn render_file(&mut self, frame: &mut Frame, area: Rect, path: &Path) -> bool {
+        let Some(state) = self.state_for(path) else {
+            return false;
+        };
+        frame.render_stateful_widget(StatefulImage::default(), area, state);
+        self.drawn = Some(area);
+        true
     }
 
     #[cfg(test)]
@@ -40,11 +76,7 @@ impl ImageView {
     }
 
     /// The protocol state for capture frame `number`, encoding it when a new frame arrives.
-    pub fn state_for_frame(
-        &mut self,
-        number: u64,
-        frame: &image::RgbImage,
-    ) -> &mut StatefulProtocol {
+    fn state_for_frame(&mut self, number: u64, frame: &image::RgbImage) -> &mut StatefulProtocol {
         if self.live.as_ref().map(|(n, _)| *n) != Some(number) {
             let image = image::DynamicImage::ImageRgb8(frame.clone());
             self.live = Some((number, self.picker.new_resize_protocol(image)));
@@ -55,7 +87,7 @@ impl ImageView {
     /// The protocol state for `path`, decoding the image when it changes.
     fn state_for(&mut self, path: &Path) -> Option<&mut StatefulProtocol> {
         if self.current.as_ref().map(|(p, _)| p.as_path()) != Some(path) {
-            let image = image::open(path).ok()?;
+            let image = image::DynamicImage::ImageRgb8(facelab::image_prep::load(path).ok()?);
             self.current = Some((path.to_owned(), self.picker.new_resize_protocol(image)));
         }
         self.current.as_mut().map(|(_, state)| state)
@@ -75,14 +107,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect, images: &mut ImageView) 
         .iter()
         .map(|path| ListItem::new(short_path(path)))
         .collect();
-    let list = List::new(items)
-        .block(Block::bordered().title(title))
-        .highlight_style(
-            Style::new()
-                .bg(Color::DarkGray)
-                .add_modifier(Modifier::BOLD),
-        )
-        .highlight_symbol("> ");
+    let list = selectable_list(items, title);
     let mut state =
         ListState::default().with_selected((!p.images.is_empty()).then_some(p.selected));
     frame.render_stateful_widget(list, list_area, &mut state);
@@ -97,9 +122,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect, images: &mut ImageView) 
     let inner = block.inner(picture);
     frame.render_widget(block, picture);
     if let Some(path) = &p.shown {
-        if let Some(state) = images.state_for(path) {
-            frame.render_stateful_widget(StatefulImage::default(), inner, state);
-        }
+        images.render_file(frame, inner, path);
     }
     frame.render_widget(
         Paragraph::new(prediction_lines(app, text.width))
