@@ -6,11 +6,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    // The message carries the cause's text, so it is not chained as a source as well: `{:#}`
+    // would print it twice ("x: not found: not found").
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{path}: cannot decode image: {reason}")]
@@ -44,11 +45,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     Dataset { path: PathBuf, message: String },
 
-    #[error("run store {path}: {source}")]
+    #[error("run store {path}: {cause}")]
     Store {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 
     #[error("no run matches '{0}'; `facelab runs` lists them")]
@@ -83,11 +83,21 @@ fn location(path: &std::path::Path, line: Option<usize>) -> String {
 }
 
 impl Error {
+    /// The message without the file it is about, for lists that name the file already
+    /// ("skipped: PATH: REASON").
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Io { cause, .. } => cause.to_string(),
+            Error::Image { reason, .. } => format!("cannot decode image: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -203,7 +203,7 @@ pub fn extract_requests(
             {
                 let read = read_limited(&request.path, limits::IMAGE)
                     .map(Arc::new)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.reason());
                 if let Err(e) = &read {
                     report.skipped.push((request.path.clone(), e.clone()));
                 }
@@ -268,9 +268,7 @@ fn compute_misses(
             Err(e) => {
                 // A file that does not decode is reported once, not once per copy.
                 if !report.skipped.iter().any(|(p, _)| *p == requests[i].path) {
-                    report
-                        .skipped
-                        .push((requests[i].path.clone(), e.to_string()));
+                    report.skipped.push((requests[i].path.clone(), e.reason()));
                 }
                 progress.advance(1);
             }

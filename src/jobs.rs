@@ -128,7 +128,7 @@ struct ChannelEvents {
 }
 
 impl RunEvents for ChannelEvents {
-    fn started(&mut self, run_id: &str, _data: &ExperimentData) {
+    fn started(&mut self, run_id: &str, _data: &ExperimentData, _skipped: &[(PathBuf, String)]) {
         let _ = self.tx.send(TrainEvent::Started {
             run_id: run_id.to_owned(),
             epochs: self.epochs,

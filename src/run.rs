@@ -24,8 +24,9 @@ const LOCK_FILE: &str = ".lock";
 
 /// What the caller hears while a run goes on.
 pub trait RunEvents {
-    /// The run is recorded and training starts.
-    fn started(&mut self, _run_id: &str, _data: &ExperimentData) {}
+    /// The run is recorded and training starts; `skipped` are the dataset's images that could
+    /// not be read (the run goes on without them).
+    fn started(&mut self, _run_id: &str, _data: &ExperimentData, _skipped: &[(PathBuf, String)]) {}
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
     /// Polled between training steps.
     fn cancelled(&self) -> bool {
@@ -139,7 +140,7 @@ pub fn train_experiment(
         weights_hash: backbone.weights_sha256().to_owned(),
         seed: config.train.seed,
     })?;
-    events.started(&run_id, &data);
+    events.started(&run_id, &data, &skipped);
 
     let val = (!test_set.is_empty()).then_some(&test_set);
     let mut observer = StoreObserver {

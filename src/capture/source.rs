@@ -107,7 +107,7 @@ impl FrameSource for FolderSource {
                         origin: path.display().to_string(),
                     }))
                 }
-                Err(e) => self.skipped.push((path, e.to_string())),
+                Err(e) => self.skipped.push((path, e.reason())),
             }
         }
         Ok(None)

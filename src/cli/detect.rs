@@ -23,7 +23,7 @@ pub fn run(
                 eprintln!(
                     "skipped: {}: {}",
                     crate::text::path(path),
-                    crate::text::clean(&e.to_string())
+                    crate::text::clean(&e.reason())
                 );
                 failed = true;
                 continue;

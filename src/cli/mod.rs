@@ -183,6 +183,12 @@ enum Command {
 
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if !cli.workspace.is_dir() {
+        anyhow::bail!(
+            "workspace {}: not a folder; give --workspace an existing folder (it holds experiments/, facedata/, models/ and facelab.db)",
+            crate::text::path(&cli.workspace)
+        );
+    }
     let workspace = Workspace::new(&cli.workspace);
     let context = Context {
         workspace,

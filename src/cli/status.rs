@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use facelab::backbone::weights::WEIGHTS_FILE;
+use facelab::backbone::weights::{verify, WEIGHTS_FILE};
 use facelab::dataset;
 
 use super::Context;
@@ -29,15 +29,21 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         images.len(),
         people.len()
     );
-    let weights = ws.models_dir().join(WEIGHTS_FILE);
-    println!(
-        "  weights:   {}",
-        if weights.is_file() {
-            format!("{} (cached)", crate::text::path(&weights))
-        } else {
-            "not fetched yet (fetched on first use)".to_owned()
+    let cached_weights = ws.models_dir().join(WEIGHTS_FILE);
+    let weights = match &ctx.weights {
+        Some(given) => match verify(given) {
+            Ok(()) => format!("{} (--weights/FACELAB_WEIGHTS)", crate::text::path(given)),
+            Err(e) => format!(
+                "--weights/FACELAB_WEIGHTS is unusable: {}",
+                crate::text::clean(&e.to_string())
+            ),
+        },
+        None if cached_weights.is_file() => {
+            format!("{} (cached)", crate::text::path(&cached_weights))
         }
-    );
+        None => "not fetched yet (fetched on first use)".to_owned(),
+    };
+    println!("  weights:   {weights}");
     let cached = walkdir::WalkDir::new(ws.feature_cache_dir())
         .into_iter()
         .filter_map(Result::ok)

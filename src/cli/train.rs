@@ -1,6 +1,6 @@
 //! `facelab train EXPERIMENT.yaml`: one line per epoch, then the test accuracy and the run id.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use facelab::config::Experiment;
@@ -16,12 +16,26 @@ struct PrintEpochs {
 }
 
 impl RunEvents for PrintEpochs {
-    fn started(&mut self, run_id: &str, data: &ExperimentData) {
+    fn started(&mut self, run_id: &str, data: &ExperimentData, skipped: &[(PathBuf, String)]) {
+        let usable = |images: &[facelab::dataset::LabeledImage]| {
+            images
+                .iter()
+                .filter(|i| !skipped.iter().any(|(p, _)| *p == i.path))
+                .count()
+        };
+        let unreadable = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} unreadable images left out, listed below)",
+                skipped.len()
+            )
+        };
         println!(
-            "run {run_id}: {} people, {} training and {} test images",
+            "run {run_id}: {} people, {} training and {} test images{unreadable}",
             data.classes.len(),
-            data.train.len(),
-            data.test.len()
+            usable(&data.train),
+            usable(&data.test)
         );
     }
 

@@ -34,7 +34,10 @@ impl Experiment {
             path: path.to_owned(),
             line: None,
             key: "file".into(),
-            message: format!("{e}; check the path (experiments live in experiments/*.yaml)"),
+            message: format!(
+                "{}; check the path (experiments live in experiments/*.yaml)",
+                e.reason()
+            ),
         })?;
         Self::parse(path, &text)
     }
@@ -57,7 +60,7 @@ impl Experiment {
                 path: path.to_owned(),
                 line: e.location().map(|l| l.line()),
                 key: location::yaml_error_key(&e),
-                message: e.to_string(),
+                message: clip(e.to_string()),
             })?;
         if config.name.is_none() {
             config.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -100,6 +103,17 @@ impl Experiment {
             .to_hex()
             .to_string()
     }
+}
+
+/// Longest parser message quoted in an error: a huge scalar is shown by its start.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+fn clip(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let start: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!("{start}… (message cut)")
 }
 
 #[cfg(test)]
@@ -175,6 +189,21 @@ checkpoint: {monitor: val_loss}
     }
 
     #[test]
+    fn a_huge_value_gives_a_short_error() {
+        let text = NOTEBOOK.replace(
+            "batch_size: 16",
+            &format!("batch_size: {}", "x".repeat(500_000)),
+        );
+        let (line, key, message) = config_error(&text);
+        assert_eq!((line, key.as_str()), (Some(11), "train.batch_size"));
+        assert!(
+            message.len() < 1000 && message.ends_with("(message cut)"),
+            "{}",
+            message.len()
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_refused_quickly_before_parsing() {
         let deep_flow = format!("data: {}{}", "[".repeat(100_000), "]".repeat(100_000));
         let (line, key, message) = config_error(&deep_flow);
@@ -200,7 +229,7 @@ checkpoint: {monitor: val_loss}
                 config_error(&NOTEBOOK.replace("lr: 0.001", &format!("lr: {lr}")));
             assert_eq!(key, "train.optimizer.lr");
             assert!(
-                message.contains("not a positive learning rate"),
+                message.contains(lr) && message.contains("32-bit"),
                 "{message}"
             );
         }

@@ -46,11 +46,17 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
     }
     let t = &c.train;
     let lr = t.optimizer.lr();
-    // Training runs in f32: a rate that f32 rounds to 0 or infinity is no rate at all.
-    if !(lr.is_finite() && lr > 0.0 && (lr as f32).is_finite() && lr as f32 > 0.0) {
+    if !(lr.is_finite() && lr > 0.0) {
         return fail(
             "train.optimizer.lr",
             format!("{lr} is not a positive learning rate"),
+        );
+    }
+    // Training runs in f32: a rate that f32 rounds to 0 or infinity is no rate at all.
+    if !((lr as f32).is_finite() && lr as f32 > 0.0) {
+        return fail(
+            "train.optimizer.lr",
+            format!("{lr:e} is outside what training's 32-bit floats hold (about 1e-38 to 3e38)"),
         );
     }
     if let Some(problem) = optimizer_problem(&t.optimizer) {
@@ -82,7 +88,10 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
         if !(value.is_finite() && value >= 0.0) {
             return fail(
                 key,
-                format!("{value} is negative; ranges are given as their half-width"),
+                format!(
+                    "{value} {}; ranges are given as their half-width",
+                    not_a_size(value)
+                ),
             );
         }
     }
@@ -106,7 +115,7 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
         if !(es.min_delta.is_finite() && es.min_delta >= 0.0) {
             return fail(
                 "early_stopping.min_delta",
-                format!("{} is negative", es.min_delta),
+                format!("{} {}", es.min_delta, not_a_size(es.min_delta)),
             );
         }
     }
@@ -143,5 +152,16 @@ fn optimizer_problem(o: &OptimizerConfig) -> Option<(String, String)> {
             .or(bad_fraction("beta2", beta2))
             .or(bad_epsilon(epsilon)),
         OptimizerConfig::Sgd { momentum, .. } => bad_fraction("momentum", momentum),
+    }
+}
+
+/// Why a value that must be a finite, non-negative number is not.
+fn not_a_size(value: f64) -> &'static str {
+    if value.is_nan() {
+        "is not a number"
+    } else if value.is_infinite() {
+        "is not finite"
+    } else {
+        "is negative"
     }
 }

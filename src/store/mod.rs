@@ -192,6 +192,12 @@ impl RunStore {
                 params![run_id, m.epoch as i64, m.loss, m.accuracy, m.val_loss, m.val_accuracy, m.seconds],
             )
             .map_err(self.err())?;
+        self.conn
+            .execute(
+                "UPDATE runs SET alive_at = ?2 WHERE id = ?1",
+                params![run_id, now()],
+            )
+            .map_err(self.err())?;
         Ok(())
     }
 
@@ -254,9 +260,9 @@ impl RunStore {
         for id in &dead {
             self.conn
                 .execute(
-                    "UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, ?2),
+                    "UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, alive_at, started_at),
                      error = COALESCE(error, 'the process ended before the run finished') WHERE id = ?1 AND status = 'running'",
-                    params![id, now()],
+                    params![id],
                 )
                 .map_err(self.err())?;
         }
@@ -484,7 +490,7 @@ impl RunStore {
 fn store_error(path: &Path, source: rusqlite::Error) -> Error {
     Error::Store {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -585,7 +591,10 @@ mod tests {
         store.create_run(&new_run("dead0000")).unwrap();
         let marked = store.mark_interrupted(|id| id == "1111aaaa").unwrap();
         assert_eq!(marked, vec!["dead0000".to_owned()]);
-        assert_eq!(store.run("dead").unwrap().status, RunStatus::Interrupted);
+        let dead = store.run("dead").unwrap();
+        assert_eq!(dead.status, RunStatus::Interrupted);
+        // No epoch was recorded: it was last known alive when it started.
+        assert_eq!(dead.ended_at.as_deref(), Some(dead.started_at.as_str()));
         assert_eq!(store.run("1111").unwrap().status, RunStatus::Running);
     }
 

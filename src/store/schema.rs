@@ -50,6 +50,9 @@ pub const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (run_id, actual, predicted)
     );",
+    // 2: when a run was last known alive (its last epoch), so a run whose process died gets
+    // that as its end time rather than the moment the next command noticed.
+    "ALTER TABLE runs ADD COLUMN alive_at TEXT;",
 ];
 
 /// Brings the database up to the latest schema.
