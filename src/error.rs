@@ -45,7 +45,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     Dataset { path: PathBuf, message: String },
 
-    #[error("run store {path}: {cause}")]
+    #[error("run store {path}: {cause}{}", disk_hint(cause))]
     Store {
         path: PathBuf,
         cause: rusqlite::Error,
@@ -73,6 +73,17 @@ pub enum Error {
 
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+/// SQLite reports a write that found no room as "disk I/O error" as often as "disk is full".
+fn disk_hint(cause: &rusqlite::Error) -> &'static str {
+    use rusqlite::ffi::ErrorCode;
+    match cause.sqlite_error_code() {
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
+            "; the disk may be full: free some space on it and try again"
+        }
+        _ => "",
+    }
 }
 
 fn location(path: &std::path::Path, line: Option<usize>) -> String {
