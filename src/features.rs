@@ -46,6 +46,7 @@ impl FeatureKey {
         h.update(self.resize.name().as_bytes());
         h.update(&(self.input_size as u64).to_le_bytes());
         h.update(&self.variant.to_le_bytes());
+        h.update(&image_prep::DECODE_VERSION.to_le_bytes());
         h.finalize().to_hex().to_string()
     }
 }

@@ -58,7 +58,6 @@ pub struct PreparedImage {
     pub chw: Vec<f32>,
 }
 
-/// Decodes an image file's bytes to RGB; `path` only names it in errors.
 /// Reads and decodes the image at `path` (a regular file of at most
 /// [`crate::fsutil::limits::IMAGE`] bytes).
 pub fn load(path: &Path) -> Result<RgbImage> {
@@ -66,13 +65,40 @@ pub fn load(path: &Path) -> Result<RgbImage> {
     decode(path, &bytes)
 }
 
+/// Version of the decoding rules, part of every feature cache key: bump it when decoding
+/// changes what an image's pixels are (2: EXIF orientation applied).
+pub const DECODE_VERSION: u32 = 2;
+
+/// Decodes an image file's bytes to RGB, upright as its EXIF orientation says (a phone photo
+/// taken upright is stored sideways with a tag); `path` only names it in errors. The format is
+/// read from the bytes, not the name, and the image crate's allocation limits apply. A JPEG
+/// without its end marker is refused: a truncated file decodes to a partly grey image that
+/// would be trained on unnoticed.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
-    image::load_from_memory(bytes)
-        .map(|im| im.to_rgb8())
-        .map_err(|e| Error::Image {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
+    use image::ImageDecoder;
+    let fail = |reason: String| Error::Image {
+        path: path.to_owned(),
+        reason,
+    };
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !has_jpeg_end(bytes) {
+        return Err(fail(
+            "truncated JPEG (no end-of-image marker); copy the file again".into(),
+        ));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+    let orientation = decoder.orientation().map_err(|e| fail(e.to_string()))?;
+    let mut image = image::DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
+    image.apply_orientation(orientation);
+    Ok(image.to_rgb8())
+}
+
+/// Whether a JPEG's end-of-image marker is in its last kilobyte (some writers pad after it).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Resizes and normalises a decoded image.
@@ -142,6 +168,52 @@ fn normalise(square: &RgbImage) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wide JPEG (`width` x `height`), with an EXIF orientation tag when given.
+    fn jpeg(width: u32, height: u32, orientation: Option<u16>) -> Vec<u8> {
+        let image = RgbImage::from_fn(width, height, |x, _| image::Rgb([(x * 20) as u8, 90, 40]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes)
+            .encode_image(&image)
+            .unwrap();
+        if let Some(o) = orientation {
+            // APP1 "Exif": a big-endian TIFF header and one IFD entry, tag 0x0112 (SHORT).
+            let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+            exif.extend(o.to_be_bytes());
+            exif.extend([0, 0, 0, 0, 0, 0]);
+            let mut segment = vec![0xFF, 0xE1];
+            segment.extend(((exif.len() + 2) as u16).to_be_bytes());
+            segment.extend(exif);
+            bytes.splice(2..2, segment);
+        }
+        bytes
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let plain = decode(Path::new("a.jpg"), &jpeg(8, 4, None)).unwrap();
+        assert_eq!(plain.dimensions(), (8, 4));
+        // 6: the camera was turned; the picture is shown rotated 90 degrees clockwise.
+        let turned = decode(Path::new("b.jpg"), &jpeg(8, 4, Some(6))).unwrap();
+        assert_eq!(turned.dimensions(), (4, 8));
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_misnamed_png_is_read() {
+        let bytes = jpeg(64, 64, None);
+        let e = decode(Path::new("cut.jpg"), &bytes[..bytes.len() - 200]).unwrap_err();
+        assert!(e.to_string().contains("truncated JPEG"), "{e}");
+        let mut png = Vec::new();
+        RgbImage::new(3, 2)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(
+            decode(Path::new("really-a-png.jpg"), &png)
+                .unwrap()
+                .dimensions(),
+            (3, 2)
+        );
+    }
 
     #[test]
     fn shorter_side_keeps_ratio_like_torchvision() {

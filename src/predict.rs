@@ -79,31 +79,62 @@ fn rank(path: &Path, probabilities: &[f32], head: &TrainedHead) -> Prediction {
     }
 }
 
-/// Writes the image with its predicted name and confidence drawn in the top-left corner to
-/// `out_dir/<folder>_<stem>.png` (the folder keeps `alice/01.jpg` and `bob/01.jpg` apart);
-/// returns the written path.
-pub fn annotate(prediction: &Prediction, out_dir: &Path) -> Result<PathBuf> {
+/// Writes annotated images into one folder, each under a name of its own.
+pub struct Annotator {
+    out_dir: PathBuf,
+    written: std::collections::HashSet<PathBuf>,
+}
+
+impl Annotator {
+    pub fn new(out_dir: &Path) -> Self {
+        Annotator {
+            out_dir: out_dir.to_owned(),
+            written: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Writes the image with its predicted name and confidence drawn in the top-left corner to
+    /// `out_dir/<folder>_<stem>.png` (the folder keeps `alice/01.jpg` and `bob/01.jpg` apart); a
+    /// second input with the same folder and file name (`a/x/01.jpg`, `b/x/01.jpg`) gets
+    /// `_2`, `_3`, ... rather than overwriting the first. Returns the written path.
+    pub fn annotate(&mut self, prediction: &Prediction) -> Result<PathBuf> {
+        let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+        let stem = name(prediction.path.file_stem()).unwrap_or_else(|| "image".into());
+        let folder = name(prediction.path.parent().and_then(|p| p.file_name()));
+        let base = match folder {
+            Some(folder) => format!("{folder}_{stem}"),
+            None => stem,
+        };
+        let out = (1..)
+            .map(|n| match n {
+                1 => self.out_dir.join(format!("{base}.png")),
+                n => self.out_dir.join(format!("{base}_{n}.png")),
+            })
+            .find(|p| !self.written.contains(p))
+            .expect("an unused name exists");
+        annotate_to(prediction, &out)?;
+        self.written.insert(out.clone());
+        Ok(out)
+    }
+}
+
+/// Writes `prediction`'s image with its name drawn on it to `out` (PNG).
+fn annotate_to(prediction: &Prediction, out: &Path) -> Result<()> {
     let bytes = crate::fsutil::read_limited(&prediction.path, crate::fsutil::limits::IMAGE)?;
     let mut image = crate::image_prep::decode(&prediction.path, &bytes)?;
     let text = format!("{} {:.0}%", prediction.label, prediction.confidence * 100.0);
     draw_label(&mut image, &text);
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
-    let stem = name(prediction.path.file_stem()).unwrap_or_else(|| "image".into());
-    let folder = name(prediction.path.parent().and_then(|p| p.file_name()));
-    let out = out_dir.join(match folder {
-        Some(folder) => format!("{folder}_{stem}.png"),
-        None => format!("{stem}.png"),
-    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| Error::Image {
-            path: out.clone(),
+            path: out.to_owned(),
             reason: e.to_string(),
         })?;
-    write_atomically(&out, &png)?;
-    Ok(out)
+    write_atomically(out, &png)
 }
 
 /// White 8x8-font text on a dark band, scaled with the image so it stays readable.
@@ -158,5 +189,31 @@ mod tests {
         assert!(white > 10, "{white} white pixels");
         assert_eq!(image.get_pixel(0, 0).0, [50, 50, 50]);
         assert_eq!(image.get_pixel(99, 39).0, [200, 200, 200]);
+    }
+
+    #[test]
+    fn two_inputs_with_the_same_folder_and_name_get_two_annotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let prediction = |path: PathBuf| Prediction {
+            path,
+            predicted: "s01".into(),
+            label: "Eric".into(),
+            confidence: 0.9,
+            ranking: Vec::new(),
+        };
+        let mut written = Vec::new();
+        let mut annotator = Annotator::new(&dir.path().join("out"));
+        for top in ["a", "b"] {
+            let path = dir.path().join(top).join("x").join("01.png");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            RgbImage::new(40, 30).save(&path).unwrap();
+            written.push(annotator.annotate(&prediction(path)).unwrap());
+        }
+        let names: Vec<_> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["x_01.png", "x_01_2.png"]);
+        assert!(written.iter().all(|p| p.is_file()));
     }
 }

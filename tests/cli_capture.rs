@@ -85,6 +85,7 @@ fn capture_from_a_folder_applies_every_gate_and_never_overwrites() {
     );
     assert!(line_for("e_wall").contains("no face"), "{out}");
     assert!(out.contains("saved 4 of 10 crops of eric"), "{out}");
+    assert!(out.contains("1 unreadable files skipped"), "{out}");
 
     let dir = ws.path().join("facedata/train/eric");
     let mut names: Vec<_> = std::fs::read_dir(&dir)

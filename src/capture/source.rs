@@ -24,6 +24,10 @@ pub struct Frame {
 pub trait FrameSource {
     fn next_frame(&mut self) -> Result<Option<Frame>>;
     fn describe(&self) -> String;
+    /// Files passed over because they could not be read, with the reason.
+    fn skipped(&self) -> &[(PathBuf, String)] {
+        &[]
+    }
 }
 
 /// Where frames come from, as a user writes it: `camera:N` or `dir:PATH`.
@@ -76,13 +80,13 @@ impl std::fmt::Display for SourceSpec {
     }
 }
 
-/// The images of a folder, in name order; unreadable files are skipped with a note on stderr's
-/// behalf (`skipped`).
+/// The images of a folder, in name order; unreadable files are passed over and listed in
+/// [`FrameSource::skipped`].
 pub struct FolderSource {
     dir: PathBuf,
     paths: Vec<PathBuf>,
     next: usize,
-    pub skipped: Vec<(PathBuf, String)>,
+    skipped: Vec<(PathBuf, String)>,
 }
 
 impl FolderSource {
@@ -111,6 +115,10 @@ impl FrameSource for FolderSource {
             }
         }
         Ok(None)
+    }
+
+    fn skipped(&self) -> &[(PathBuf, String)] {
+        &self.skipped
     }
 
     fn describe(&self) -> String {

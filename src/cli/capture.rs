@@ -113,12 +113,23 @@ fn run_session(
             );
         }
     }
+    for (path, reason) in source.skipped() {
+        eprintln!(
+            "skipped: {}: {}",
+            crate::text::path(path),
+            crate::text::clean(reason)
+        );
+    }
     let target = session
         .settings()
         .count
         .map_or(String::new(), |c| format!(" of {c}"));
+    let unreadable = match source.skipped().len() {
+        0 => String::new(),
+        n => format!("; {n} unreadable files skipped"),
+    };
     println!(
-        "saved {}{target} crops of {person} into {} ({})",
+        "saved {}{target} crops of {person} into {} ({}{unreadable})",
         session.saved(),
         crate::text::path(&facedata),
         session.tally().describe()

@@ -43,6 +43,7 @@ pub fn run(
             crate::text::clean(reason)
         );
     }
+    let mut annotator = annotate.map(predict::Annotator::new);
     for p in &predictions {
         if as_json {
             let mut line =
@@ -57,8 +58,8 @@ pub fn run(
                 p.confidence
             );
         }
-        if let Some(dir) = annotate {
-            let out = predict::annotate(p, dir)?;
+        if let Some(annotator) = annotator.as_mut() {
+            let out = annotator.annotate(p)?;
             eprintln!("annotated: {}", crate::text::path(&out));
         }
     }
