@@ -229,3 +229,151 @@ fn a_full_disk_gives_a_clear_error_and_leaves_the_store_usable() {
     }
     assert!(failures > 0, "no margin was small enough to fill the disk");
 }
+
+fn runs_json(ws: &Path) -> Vec<serde_json::Value> {
+    let out = facelab(ws).args(["runs", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn files_under(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count()
+}
+
+#[test]
+fn a_run_killed_at_any_point_leaves_a_usable_workspace() {
+    let bin = assert_cmd::cargo::cargo_bin("facelab");
+    type Reached = fn(&Path) -> bool;
+    let points: [(&str, Reached); 3] = [
+        ("starting", |_| true),
+        ("caching features", |ws| {
+            files_under(&ws.join("models/cache")) >= 5
+        }),
+        ("training", |ws| {
+            ws.join("facelab.db").exists()
+                && runs_json(ws)
+                    .first()
+                    .is_some_and(|r| r["epochs"].as_u64() >= Some(1))
+        }),
+    ];
+    for (point, reached) in points {
+        let ws = tempfile::tempdir().unwrap();
+        small_workspace(ws.path());
+        std::fs::write(
+            ws.path().join("experiments/long.yaml"),
+            "data: {dir: facedata, train: train, test: test}\nhead: {hidden: [64]}\naugment: {copies: 8, rotation: 10}\ntrain: {epochs: 100000}\n",
+        )
+        .unwrap();
+        let mut child = Process::new(&bin)
+            .current_dir(ws.path())
+            .env("FACELAB_WEIGHTS", weights_path())
+            .args(["train", "experiments/long.yaml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !reached(ws.path()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reached {point}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if ws.path().join("facelab.db").exists() {
+            let runs = runs_json(ws.path());
+            assert!(
+                runs.iter().all(|r| r["status"] != "running"),
+                "{point}: {runs:?}"
+            );
+        }
+        // Whatever the kill interrupted, the cache and the store serve the next run.
+        facelab(ws.path())
+            .args(["train", "experiments/small.yaml"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("test accuracy"));
+    }
+}
+
+#[test]
+fn names_from_data_reach_json_exactly_and_the_terminal_harmlessly() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = tempfile::tempdir().unwrap();
+    small_workspace(ws.path());
+    let hostile = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    std::fs::write(
+        ws.path().join("experiments/small.yaml"),
+        // YAML's own escapes for ESC and BEL.
+        "name: \"evil\\x1b]0;pwned\\x07\\x1b[2J\"\ndata: {dir: facedata, train: train, test: test}\nhead: {hidden: [16]}\ntrain: {epochs: 1}\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        facelab(ws.path())
+            .args(["train", "experiments/small.yaml"])
+            .assert()
+            .success();
+    }
+    let runs = runs_json(ws.path());
+    assert_eq!(runs[0]["experiment"], hostile, "JSON stays exact");
+    let table = facelab(ws.path()).arg("runs").output().unwrap().stdout;
+    assert!(
+        !table.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&table)
+    );
+    assert!(String::from_utf8_lossy(&table).contains("evil\\u{1b}"));
+
+    // Deleting both runs at once needs --yes.
+    let ids: Vec<String> = runs
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    facelab(ws.path())
+        .arg("rm")
+        .args(&ids)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--yes"));
+    assert_eq!(runs_json(ws.path()).len(), 2);
+    facelab(ws.path())
+        .arg("rm")
+        .args(&ids)
+        .arg("--yes")
+        .assert()
+        .success();
+    assert!(runs_json(ws.path()).is_empty());
+
+    // A file name that is not UTF-8 comes out with its exact bytes.
+    let name = std::ffi::OsStr::from_bytes(b"face-\xff.jpg");
+    let photo = ws.path().join(name);
+    std::fs::copy(shared().join("facedata/seed/train/s01/01.jpg"), &photo).unwrap();
+    let out = facelab(ws.path())
+        .arg("detect")
+        .arg(&photo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected_hex: String = photo
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(line["path_hex"], expected_hex);
+}
