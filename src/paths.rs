@@ -69,6 +69,27 @@ mod tests {
     }
 
     #[test]
+    fn lists_of_paths_serialise_whatever_their_bytes() {
+        #[derive(serde::Serialize)]
+        struct Report {
+            #[serde(serialize_with = "serialize_list")]
+            files: Vec<PathBuf>,
+            #[serde(serialize_with = "serialize_pairs")]
+            pairs: Vec<(PathBuf, PathBuf)>,
+        }
+        let odd = PathBuf::from(OsStr::from_bytes(b"a\xff.jpg"));
+        let report = Report {
+            files: vec![odd.clone()],
+            pairs: vec![(odd, "b.jpg".into())],
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(
+            json,
+            "{\"files\":[\"a\u{fffd}.jpg\"],\"pairs\":[[\"a\u{fffd}.jpg\",\"b.jpg\"]]}"
+        );
+    }
+
+    #[test]
     fn a_name_that_is_not_utf8_keeps_its_bytes_in_hex() {
         let path = Path::new(OsStr::from_bytes(b"faces/\xff\xfe.jpg"));
         let mut v = serde_json::json!({});
