@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use common::{repo_root, shared, weights_path};
+use common::{copy_dir, repo_root, shared, weights_path};
 use predicates::prelude::*;
 
 fn facelab(workspace: &Path) -> Command {
@@ -15,18 +15,6 @@ fn facelab(workspace: &Path) -> Command {
     cmd.current_dir(workspace)
         .env("FACELAB_WEIGHTS", weights_path());
     cmd
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A workspace with the notebook's dataset and the shipped experiments.

@@ -10,7 +10,7 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{shared, weights_path};
+use common::{copy_dir, shared, weights_path};
 use predicates::prelude::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -21,18 +21,6 @@ fn facelab(workspace: &Path) -> Command {
         .env("FACELAB_WEIGHTS", weights_path())
         .timeout(LIMIT);
     cmd
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn mkfifo(path: &Path) {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{shared, weights_path};
+use common::{copy_dir, shared, weights_path};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -130,13 +130,10 @@ fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
     let data = ws.path().join("facedata");
     for split in ["train", "test"] {
         for person in ["s01", "s02"] {
-            let from = shared().join("facedata/seed").join(split).join(person);
-            let to = data.join(split).join(person);
-            std::fs::create_dir_all(&to).unwrap();
-            for f in std::fs::read_dir(&from).unwrap() {
-                let f = f.unwrap().path();
-                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-            }
+            copy_dir(
+                &shared().join("facedata/seed").join(split).join(person),
+                &data.join(split).join(person),
+            );
         }
     }
     std::fs::create_dir_all(ws.path().join("experiments")).unwrap();
