@@ -257,7 +257,7 @@ fn a_run_killed_at_any_point_leaves_a_usable_workspace() {
         small_workspace(ws.path());
         std::fs::write(
             ws.path().join("experiments/long.yaml"),
-            "data: {dir: facedata, train: train, test: test}\nhead: {hidden: [64]}\naugment: {copies: 8, rotation: 10}\ntrain: {epochs: 100000}\n",
+            "data: {dir: facedata, train: train, test: test}\nhead: {hidden: [64]}\naugment: {copies: 3, rotation: 10}\ntrain: {epochs: 100000}\n",
         )
         .unwrap();
         let mut child = Process::new(&bin)
