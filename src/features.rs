@@ -203,18 +203,21 @@ pub fn extract_requests(
                 .is_none_or(|(path, _)| *path != request.path)
             {
                 let read = read_limited(&request.path, limits::IMAGE)
-                    .map(Arc::new)
+                    .map(|bytes| {
+                        let key = key_for(backbone, &bytes, resize);
+                        (Arc::new(bytes), key)
+                    })
                     .map_err(|e| e.reason());
                 if let Err(e) = &read {
                     report.skipped.push((request.path.clone(), e.clone()));
                 }
                 current = Some((&request.path, read));
             }
-            let Some((_, Ok(bytes))) = &current else {
+            let Some((_, Ok((bytes, base_key)))) = &current else {
                 progress.advance(1);
                 continue;
             };
-            let mut key = key_for(backbone, bytes, resize);
+            let mut key = base_key.clone();
             if let Some(a) = &request.augment {
                 key.variant = augment::variant_id(a.spec, a.seed, a.copy);
             }
@@ -245,8 +248,9 @@ pub fn extract_requests(
     Ok(report)
 }
 
-/// A file's bytes, shared by the requests for its copies, or why it could not be read.
-type FileRead = std::result::Result<Arc<Vec<u8>>, String>;
+/// A file's bytes and unaugmented cache key (hashed once), shared by the requests for its
+/// copies, or why it could not be read.
+type FileRead = std::result::Result<(Arc<Vec<u8>>, FeatureKey), String>;
 
 /// Features of the cache misses of one batch, computed together and cached.
 fn compute_misses(

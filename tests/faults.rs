@@ -10,7 +10,7 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{copy_dir, shared, weights_path};
+use common::{assert_success, copy_dir, shared, weights_path};
 use predicates::prelude::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -104,21 +104,13 @@ fn concurrent_trainers_and_readers_lose_nothing() {
             .args(["runs", "--json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
     for trainer in trainers {
         let out = trainer.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
     let out = facelab(ws.path())
         .args(["runs", "--json"])
@@ -220,11 +212,7 @@ fn a_full_disk_gives_a_clear_error_and_leaves_the_store_usable() {
 
 fn runs_json(ws: &Path) -> Vec<serde_json::Value> {
     let out = facelab(ws).args(["runs", "--json"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -351,11 +339,7 @@ fn names_from_data_reach_json_exactly_and_the_terminal_harmlessly() {
         .arg(&photo)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let expected_hex: String = photo
         .as_os_str()

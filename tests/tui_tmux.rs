@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{copy_dir, shared, weights_path};
+use common::{assert_success, copy_dir, shared, weights_path};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -110,11 +110,7 @@ fn train(ws: &Path, epochs: usize) -> String {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let line = stdout
         .lines()
@@ -187,11 +183,7 @@ fn cli_capture_count(photos: &Path) -> usize {
         .arg(format!("dir:{}", photos.display()))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     std::fs::read_dir(ws.path().join("facedata/train/ref")).map_or(0, |d| d.count())
 }
 
