@@ -4,24 +4,27 @@
 //!
 //! General GEMM crates pack both operands on every call; here the weights are packed once at
 //! load time and the activations are read in place, which is what small-K 1x1 convolutions need.
-//! Each kernel has an AVX-512 body (chosen at run time) and a portable body that the compiler
-//! vectorises for whatever the machine offers.
+//! Each kernel has an AVX-512 body, an AVX2+FMA body (the best one the CPU runs is chosen at
+//! run time) and a portable body for other machines; the portable body is also the reference
+//! the others are tested against. The AVX2 bodies live in `kernels_avx2`.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 /// Rows of A (pixels) one GEMM tile computes.
-const TILE_ROWS: usize = 12;
+pub(super) const TILE_ROWS: usize = 12;
 /// Rows of the tiles that finish a layer's last, partial tile.
 const SHORT_TILE_ROWS: usize = 4;
-/// Output channels per SIMD vector; weights are packed in panels of this width.
-const LANES: usize = 16;
+/// Output channels per AVX-512 vector; weights are packed in panels of this width.
+pub(super) const LANES: usize = 16;
 
 /// Which instruction set the kernels run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Avx512,
+    /// AVX2 with FMA: 8-lane vectors (most x86-64 CPUs since 2013 that lack AVX-512).
+    Avx2,
     Portable,
 }
 
@@ -32,7 +35,26 @@ impl Isa {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Isa::Avx512;
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
         Isa::Portable
+    }
+
+    /// Every instruction set this CPU can run, the portable one first (for tests that compare
+    /// them).
+    pub fn runnable() -> Vec<Isa> {
+        let best = Isa::detect();
+        let mut all = vec![Isa::Portable];
+        if best == Isa::Avx512 {
+            all.push(Isa::Avx2);
+        }
+        if best != Isa::Portable {
+            all.push(best);
+        }
+        all
     }
 }
 
@@ -172,6 +194,12 @@ pub fn pointwise(
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: avx512f is present and the tile checks its bounds (see above).
                 (Isa::Avx512, _, _) => unsafe { tile_avx512_4x16(&tile, out_rows) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Isa::Avx2 is only chosen when the CPU reports avx2 and fma
+                // (Isa::detect); the tiles assert their bounds.
+                (Isa::Avx2, _, _) => unsafe {
+                    super::kernels_avx2::tile(&tile, height, group.panels, out_rows)
+                },
                 (_, _, 2) => tile_portable::<2>(&tile, out_rows),
                 _ => tile_portable::<1>(&tile, out_rows),
             }
@@ -181,18 +209,18 @@ pub fn pointwise(
 }
 
 /// What one GEMM tile reads: 12 rows of A, a packed weight group, and how to finish.
-struct Tile<'a> {
-    a: &'a [f32],
-    k: usize,
-    b: &'a [f32],
-    bias: &'a [f32],
+pub(super) struct Tile<'a> {
+    pub(super) a: &'a [f32],
+    pub(super) k: usize,
+    pub(super) b: &'a [f32],
+    pub(super) bias: &'a [f32],
     /// First output channel of this group, and how many of its channels are real.
-    col0: usize,
-    cols: usize,
-    n: usize,
-    rows: usize,
-    act: Activation,
-    residual: Option<&'a [f32]>,
+    pub(super) col0: usize,
+    pub(super) cols: usize,
+    pub(super) n: usize,
+    pub(super) rows: usize,
+    pub(super) act: Activation,
+    pub(super) residual: Option<&'a [f32]>,
 }
 
 /// The lanes to load or store when `remaining` values are left (all 16 when there are more).
@@ -322,8 +350,8 @@ fn tile_portable<const NV: usize>(t: &Tile, out: &mut [f32]) {
 pub struct PackedDepthwise {
     pub channels: usize,
     pub stride: usize,
-    taps: Vec<f32>,
-    bias: Vec<f32>,
+    pub(super) taps: Vec<f32>,
+    pub(super) bias: Vec<f32>,
 }
 
 impl PackedDepthwise {
@@ -412,6 +440,11 @@ pub fn depthwise_row(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: chosen only when the CPU reports avx512f; the rows are long enough (above).
         Isa::Avx512 => unsafe { depthwise_row_avx512(rows, centre, in_width, layer, columns, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: chosen only when the CPU reports avx2 and fma; the rows are long enough (above).
+        Isa::Avx2 => unsafe {
+            super::kernels_avx2::depthwise_row(rows, centre, in_width, layer, columns, out)
+        },
         _ => depthwise_row_portable(rows, in_width, layer, columns, out),
     }
 }
@@ -479,15 +512,12 @@ unsafe fn depthwise_row_avx512(
             }
             acc
         };
-        let first_interior = columns.start.max(1);
-        // Columns whose window stays inside the image: ox * s + 1 < w_in.
-        let interior_limit = if w_in >= 2 { (w_in - 2) / s + 1 } else { 0 };
-        let end_interior = columns.end.min(interior_limit).max(first_interior);
-        for ox in columns.start..first_interior {
+        let [left, inner, right] = split_columns(columns.clone(), w_in, s);
+        for ox in left {
             store(ox - columns.start, border(ox));
         }
         // Four columns at a time: four independent FMA chains hide the FMA latency.
-        let mut ox = first_interior;
+        let (mut ox, end_interior) = (inner.start, inner.end);
         while ox + 4 <= end_interior {
             let (a0, a1, a2, a3) = (
                 interior(ox, bias),
@@ -505,10 +535,31 @@ unsafe fn depthwise_row_avx512(
         for ox in ox..end_interior {
             store(ox - columns.start, interior(ox, bias));
         }
-        for ox in end_interior..columns.end {
+        for ox in right {
             store(ox - columns.start, border(ox));
         }
     }
+}
+
+/// Splits an output row's `columns` into the left border, the interior (windows wholly inside
+/// the row: ox * stride + 1 < w_in) and the right border, in order; any may be empty.
+pub(super) fn split_columns(
+    columns: Range<usize>,
+    w_in: usize,
+    stride: usize,
+) -> [Range<usize>; 3] {
+    let interior_limit = if w_in >= 2 {
+        (w_in - 2) / stride + 1
+    } else {
+        0
+    };
+    let first_interior = columns.start.max(1).min(columns.end);
+    let end_interior = columns.end.min(interior_limit).max(first_interior);
+    [
+        columns.start..first_interior,
+        first_interior..end_interior,
+        end_interior..columns.end,
+    ]
 }
 
 fn depthwise_row_portable(
@@ -621,14 +672,6 @@ mod tests {
         out
     }
 
-    fn isas() -> Vec<Isa> {
-        let mut all = vec![Isa::Portable];
-        if Isa::detect() != Isa::Portable {
-            all.push(Isa::detect());
-        }
-        all
-    }
-
     fn assert_close(actual: &[f32], expected: &[f32]) {
         assert_eq!(actual.len(), expected.len());
         for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
@@ -654,7 +697,7 @@ mod tests {
             let b = pseudo_random(n, 3);
             let res = pseudo_random(rows * n, 4);
             let packed = PackedPointwise::new(&w, &b, n, k);
-            for isa in isas() {
+            for isa in Isa::runnable() {
                 for (act, residual) in [
                     (Activation::Relu6, None),
                     (Activation::None, Some(res.as_slice())),
@@ -682,7 +725,7 @@ mod tests {
             let oh = layer.output_size(h);
             let ow = layer.output_size(w);
             let expected = depthwise_reference(&input, shape, &weight, &bias, c, stride);
-            for isa in isas() {
+            for isa in Isa::runnable() {
                 let mut out = vec![f32::NAN; oh * ow * c];
                 depthwise(isa, &input, shape, &layer, 0..oh * ow, &mut out);
                 assert_close(&out, &expected);

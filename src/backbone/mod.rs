@@ -4,6 +4,7 @@
 //! ([`network`]) and its kernels ([`kernels`]).
 
 pub mod kernels;
+mod kernels_avx2;
 pub mod network;
 pub mod pickle;
 pub mod pth;

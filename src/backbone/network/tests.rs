@@ -146,15 +146,13 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The instruction sets this CPU can run; a CPU without AVX-512 checks the portable kernels
-/// only, and says so on stderr.
+/// The instruction sets this CPU can run; a CPU that lacks one says so on stderr.
 fn runnable_isas() -> Vec<Isa> {
-    if Isa::detect() == Isa::Avx512 {
-        vec![Isa::Portable, Isa::Avx512]
-    } else {
-        eprintln!("WARNING: this CPU has no AVX-512: only the portable kernels are checked here");
-        vec![Isa::Portable]
+    let all = Isa::runnable();
+    for missing in [Isa::Avx2, Isa::Avx512].iter().filter(|i| !all.contains(i)) {
+        eprintln!("WARNING: this CPU cannot run {missing:?}: its kernels are not checked here");
     }
+    all
 }
 
 #[test]
