@@ -3,8 +3,13 @@
 //! horizontal flip with probability 0.5, and a brightness factor. Each copy is a pure function
 //! of the settings, the training seed, the image's content and the copy's index, so its
 //! features can be cached like any other image's.
+//!
+//! As with Keras's `flow_from_directory`, the transform applies to the image already at the
+//! backbone's input size (224x224), in one bilinear pass; shifts are fractions of that square.
+//! Pixels are rounded to 8 bits after the brightness factor (Keras rounds only when brightness
+//! is on; the difference is below a grey level).
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -101,17 +106,58 @@ impl Transform {
         [m[0], m[1]]
     }
 
-    /// Applies the transform to an image.
+    /// Applies the transform to an image (in facelab, the 224x224 input square).
     pub fn apply(&self, image: &RgbImage) -> RgbImage {
         let (width, height) = image.dimensions();
-        let m = self.input_position_map(height, width);
-        RgbImage::from_fn(width, height, |x, y| {
-            let col = if self.flip { width - 1 - x } else { x } as f64;
-            let row = y as f64;
-            let in_row = m[0][0] * row + m[0][1] * col + m[0][2];
-            let in_col = m[1][0] * row + m[1][1] * col + m[1][2];
-            let px = sample_bilinear_nearest_fill(image, in_row, in_col);
-            Rgb(px.map(|v| (v * self.brightness).round().clamp(0.0, 255.0) as u8))
+        let m = self
+            .input_position_map(height, width)
+            .map(|row| row.map(|v| v as f32));
+        let source = Source {
+            pixels: image.as_raw(),
+            width: width as usize,
+            height: height as usize,
+        };
+        let mut out = vec![0u8; image.as_raw().len()];
+        let brightness = self.brightness as f32;
+        for (y, out_row) in out.chunks_exact_mut(3 * source.width).enumerate() {
+            let row = y as f32;
+            for (x, px) in out_row.chunks_exact_mut(3).enumerate() {
+                let col = if self.flip { source.width - 1 - x } else { x } as f32;
+                let in_row = m[0][0] * row + m[0][1] * col + m[0][2];
+                let in_col = m[1][0] * row + m[1][1] * col + m[1][2];
+                let value = source.sample_bilinear_nearest_fill(in_row, in_col);
+                for (o, v) in px.iter_mut().zip(value) {
+                    *o = (v * brightness).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        RgbImage::from_raw(width, height, out).expect("the output has the input's size")
+    }
+}
+
+/// An RGB image's bytes, read by the transform.
+struct Source<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+}
+
+impl Source<'_> {
+    /// Bilinear sample at (row, col); positions outside the image take the nearest edge pixel.
+    fn sample_bilinear_nearest_fill(&self, row: f32, col: f32) -> [f32; 3] {
+        let row = row.clamp(0.0, (self.height - 1) as f32);
+        let col = col.clamp(0.0, (self.width - 1) as f32);
+        // Both are non-negative here, so truncation is the floor.
+        let (r0, c0) = (row as usize, col as usize);
+        let (r1, c1) = ((r0 + 1).min(self.height - 1), (c0 + 1).min(self.width - 1));
+        let (fr, fc) = (row - r0 as f32, col - c0 as f32);
+        let at = |r: usize, c: usize| (r * self.width + c) * 3;
+        let (p00, p01, p10, p11) = (at(r0, c0), at(r0, c1), at(r1, c0), at(r1, c1));
+        let px = self.pixels;
+        std::array::from_fn(|i| {
+            let top = px[p00 + i] as f32 * (1.0 - fc) + px[p01 + i] as f32 * fc;
+            let bottom = px[p10 + i] as f32 * (1.0 - fc) + px[p11 + i] as f32 * fc;
+            top * (1.0 - fr) + bottom * fr
         })
     }
 }
@@ -126,27 +172,15 @@ fn matmul3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
     out
 }
 
-/// Bilinear sample at (row, col); positions outside the image take the nearest edge pixel.
-fn sample_bilinear_nearest_fill(image: &RgbImage, row: f64, col: f64) -> [f64; 3] {
-    let (width, height) = image.dimensions();
-    let row = row.clamp(0.0, (height - 1) as f64);
-    let col = col.clamp(0.0, (width - 1) as f64);
-    let (r0, c0) = (row.floor() as u32, col.floor() as u32);
-    let (r1, c1) = ((r0 + 1).min(height - 1), (c0 + 1).min(width - 1));
-    let (fr, fc) = (row - r0 as f64, col - c0 as f64);
-    let at = |r: u32, c: u32| image.get_pixel(c, r).0.map(f64::from);
-    let (p00, p01, p10, p11) = (at(r0, c0), at(r0, c1), at(r1, c0), at(r1, c1));
-    std::array::from_fn(|i| {
-        let top = p00[i] * (1.0 - fc) + p01[i] * fc;
-        let bottom = p10[i] * (1.0 - fc) + p11[i] * fc;
-        top * (1.0 - fr) + bottom * fr
-    })
-}
+/// Version of how a copy is made, part of every copy's variant id: bump it when the same
+/// draws give different pixels (2: transformed at the input size, after resizing).
+pub const AUGMENT_VERSION: u32 = 2;
 
 /// The feature-cache variant of copy `copy` under these settings and seed (never 0, which is
 /// the unaugmented image).
 pub fn variant_id(spec: &AugmentConfig, seed: u64, copy: usize) -> u32 {
     let mut h = blake3::Hasher::new();
+    h.update(&AUGMENT_VERSION.to_le_bytes());
     h.update(
         serde_json::to_string(spec)
             .expect("settings serialise")
@@ -161,6 +195,7 @@ pub fn variant_id(spec: &AugmentConfig, seed: u64, copy: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     fn gradient_image() -> RgbImage {
         RgbImage::from_fn(40, 30, |x, y| Rgb([(x * 6) as u8, (y * 8) as u8, 100]))
@@ -250,5 +285,21 @@ mod tests {
         assert_eq!((a.zoom_rows, a.brightness), (1.0, 1.0));
         assert_ne!(variant_id(&spec, 42, 0), variant_id(&spec, 42, 1));
         assert_ne!(variant_id(&spec, 42, 0), 0);
+    }
+
+    #[test]
+    fn copies_made_before_version_2_have_other_variant_ids() {
+        let spec = AugmentConfig {
+            copies: 1,
+            rotation: 10.0,
+            ..AugmentConfig::default()
+        };
+        // Version 1's id: the same hash without the version in front.
+        let mut h = blake3::Hasher::new();
+        h.update(serde_json::to_string(&spec).unwrap().as_bytes());
+        h.update(&42u64.to_le_bytes());
+        h.update(&0u64.to_le_bytes());
+        let version_1 = u32::from_le_bytes(h.finalize().as_bytes()[..4].try_into().unwrap()).max(1);
+        assert_ne!(variant_id(&spec, 42, 0), version_1);
     }
 }

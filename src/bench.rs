@@ -94,16 +94,19 @@ mod tests {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainBench {
     pub ms_per_step: f64,
-    /// The parts of a step: dfdx's forward + backward, and the fused optimizer update.
-    pub ms_forward_backward: f64,
+    /// The parts of a step (medians): dfdx's forward and backward, the fused optimizer update
+    /// (reading dfdx's gradient buffers), and the copy of the new values into dfdx's tensors.
+    pub ms_forward: f64,
+    pub ms_backward: f64,
     pub ms_optimizer: f64,
+    pub ms_copy_in: f64,
     pub parameters: usize,
 }
 
 /// Times training steps of a head over random features with RMSprop (Keras defaults).
 pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) -> TrainBench {
     use crate::config::OptimizerConfig;
-    use crate::train::head::{HeadParams, HeadRunner};
+    use crate::train::head::{HeadParams, HeadRunner, HeadTrainer};
     use crate::train::optim::Optimizer;
 
     crate::train::flush_denormals_on_all_threads();
@@ -115,26 +118,38 @@ pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) 
         .map(|l| l.weight.len() + l.bias.len())
         .sum();
     let runner = HeadRunner::new(1, 0.0);
+    let mut trainer = runner.trainer(&params);
     let mut optimizer = Optimizer::new(&OptimizerConfig::default(), &params);
     let x = pseudo_normal(batch * dim, 7);
     let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
-    let (mut fb, mut opt, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let mut phases: [Vec<f64>; 5] = Default::default();
     for step in 0..WARMUP_RUNS + steps.max(1) {
-        let start = Instant::now();
-        let result = runner.train_batch(&params, &x, &labels);
-        let mid = Instant::now();
-        optimizer.step(&mut params, &result.gradients);
-        let end = Instant::now();
+        let t0 = Instant::now();
+        let forward = trainer.forward(&x, &labels);
+        let t1 = Instant::now();
+        let batch = HeadTrainer::backward(forward);
+        let t2 = Instant::now();
+        trainer.update(batch, &mut params, &mut optimizer);
+        let t3 = Instant::now();
+        trainer.refresh(&params);
+        let t4 = Instant::now();
         if step >= WARMUP_RUNS {
-            fb.push((mid - start).as_secs_f64() * 1000.0);
-            opt.push((end - mid).as_secs_f64() * 1000.0);
-            total.push((end - start).as_secs_f64() * 1000.0);
+            for (phase, (a, b)) in
+                phases
+                    .iter_mut()
+                    .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t0, t4)])
+            {
+                phase.push((b - a).as_secs_f64() * 1000.0);
+            }
         }
     }
+    let [mut forward, mut backward, mut update, mut copy_in, mut total] = phases;
     TrainBench {
         ms_per_step: median(&mut total),
-        ms_forward_backward: median(&mut fb),
-        ms_optimizer: median(&mut opt),
+        ms_forward: median(&mut forward),
+        ms_backward: median(&mut backward),
+        ms_optimizer: median(&mut update),
+        ms_copy_in: median(&mut copy_in),
         parameters,
     }
 }

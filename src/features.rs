@@ -8,7 +8,9 @@
 //! are written to a temporary file and renamed into place.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use image::RgbImage;
 
 use rayon::prelude::*;
 
@@ -205,7 +207,7 @@ pub fn extract_requests(
                 let read = read_limited(&request.path, limits::IMAGE)
                     .map(|bytes| {
                         let key = key_for(backbone, &bytes, resize);
-                        (Arc::new(bytes), key)
+                        Arc::new(SourceFile::new(bytes, key))
                     })
                     .map_err(|e| e.reason());
                 if let Err(e) = &read {
@@ -213,11 +215,11 @@ pub fn extract_requests(
                 }
                 current = Some((&request.path, read));
             }
-            let Some((_, Ok((bytes, base_key)))) = &current else {
+            let Some((_, Ok(file))) = &current else {
                 progress.advance(1);
                 continue;
             };
-            let mut key = base_key.clone();
+            let mut key = file.key.clone();
             if let Some(a) = &request.augment {
                 key.variant = augment::variant_id(a.spec, a.seed, a.copy);
             }
@@ -230,7 +232,7 @@ pub fn extract_requests(
                 }
                 lookup => {
                     report.repaired += usize::from(lookup == Lookup::Corrupt);
-                    misses.push((i, key, Arc::clone(bytes)));
+                    misses.push((i, key, Arc::clone(file)));
                 }
             }
         }
@@ -248,32 +250,67 @@ pub fn extract_requests(
     Ok(report)
 }
 
-/// A file's bytes and unaugmented cache key (hashed once), shared by the requests for its
-/// copies, or why it could not be read.
-type FileRead = std::result::Result<(Arc<Vec<u8>>, FeatureKey), String>;
+/// One image file, read and hashed once for all the requests of its copies, or why it could not
+/// be read.
+type FileRead = std::result::Result<Arc<SourceFile>, String>;
+
+/// An image file's bytes, its unaugmented cache key, and (made on first use, by whichever
+/// thread needs it first) the image at the input size, which every copy starts from.
+struct SourceFile {
+    bytes: Vec<u8>,
+    key: FeatureKey,
+    square: OnceLock<std::result::Result<RgbImage, String>>,
+}
+
+impl SourceFile {
+    fn new(bytes: Vec<u8>, key: FeatureKey) -> Self {
+        SourceFile {
+            bytes,
+            key,
+            square: OnceLock::new(),
+        }
+    }
+
+    /// The decoded image resized to the backbone's input, decoded once however many copies ask.
+    fn square(&self, path: &Path, resize: ResizeMode) -> std::result::Result<&RgbImage, String> {
+        self.square
+            .get_or_init(|| {
+                image_prep::decode(path, &self.bytes)
+                    .map(|image| image_prep::to_input_size(&image, resize))
+                    .map_err(|e| e.reason())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
 
 /// Features of the cache misses of one batch, computed together and cached.
 fn compute_misses(
     backbone: &Backbone,
     cache: &FeatureCache,
     requests: &[FeatureRequest],
-    misses: &[(usize, FeatureKey, Arc<Vec<u8>>)],
+    misses: &[(usize, FeatureKey, Arc<SourceFile>)],
     resize: ResizeMode,
     report: &mut Extraction,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let prepared: Vec<(usize, &FeatureKey, Result<PreparedImage>)> = misses
+    // Spread over the cores: each file is decoded and resized once, then its copies transformed.
+    let prepared: Vec<(
+        usize,
+        &FeatureKey,
+        std::result::Result<PreparedImage, String>,
+    )> = misses
         .par_iter()
-        .map(|(i, key, bytes)| (*i, key, prepare_request(&requests[*i], key, bytes, resize)))
+        .map(|(i, key, file)| (*i, key, prepare_request(&requests[*i], file, resize)))
         .collect();
     let mut ok = Vec::new();
     for (i, key, image) in prepared {
         match image {
             Ok(im) => ok.push((i, key, im)),
-            Err(e) => {
+            Err(reason) => {
                 // A file that does not decode is reported once, not once per copy.
                 if !report.skipped.iter().any(|(p, _)| *p == requests[i].path) {
-                    report.skipped.push((requests[i].path.clone(), e.reason()));
+                    report.skipped.push((requests[i].path.clone(), reason));
                 }
                 progress.advance(1);
             }
@@ -289,21 +326,22 @@ fn compute_misses(
     Ok(())
 }
 
+/// The backbone input of one request: the file at the input size, transformed when the request
+/// is an augmented copy (Keras's order: resize, then augment), then normalised.
 fn prepare_request(
     request: &FeatureRequest,
-    key: &FeatureKey,
-    bytes: &[u8],
+    file: &SourceFile,
     resize: ResizeMode,
-) -> Result<PreparedImage> {
-    let image = image_prep::decode(&request.path, bytes)?;
-    let image = match &request.augment {
+) -> std::result::Result<PreparedImage, String> {
+    let square = file.square(&request.path, resize)?;
+    Ok(match &request.augment {
         Some(a) => {
-            let (w, h) = image.dimensions();
-            Transform::draw(a.spec, a.seed, &key.content, a.copy, h, w).apply(&image)
+            let side = INPUT_SIZE as u32;
+            let transform = Transform::draw(a.spec, a.seed, &file.key.content, a.copy, side, side);
+            image_prep::normalise(&transform.apply(square))
         }
-        None => image,
-    };
-    Ok(image_prep::prepare(&image, resize))
+        None => image_prep::normalise(square),
+    })
 }
 
 /// The cache key of an image's unaugmented features.

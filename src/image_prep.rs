@@ -103,8 +103,14 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
 
 /// Resizes and normalises a decoded image.
 pub fn prepare(image: &RgbImage, mode: ResizeMode) -> PreparedImage {
+    normalise(&to_input_size(image, mode))
+}
+
+/// The image as the backbone's 224x224 square, by `mode`: the image augmentation transforms
+/// (as Keras's `flow_from_directory` loads at the target size before augmenting).
+pub fn to_input_size(image: &RgbImage, mode: ResizeMode) -> RgbImage {
     let side = INPUT_SIZE as u32;
-    let square = match mode {
+    match mode {
         ResizeMode::Squash => resize(image, side, side),
         ResizeMode::CenterCrop => {
             let (w, h) = image.dimensions();
@@ -114,9 +120,6 @@ pub fn prepare(image: &RgbImage, mode: ResizeMode) -> PreparedImage {
             let top = python_round((rh - side) as f64 / 2.0);
             image::imageops::crop_imm(&resized, left, top, side, side).to_image()
         }
-    };
-    PreparedImage {
-        chw: normalise(&square),
     }
 }
 
@@ -154,7 +157,13 @@ fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     RgbImage::from_raw(width, height, dst.into_vec()).expect("destination buffer matches its size")
 }
 
-fn normalise(square: &RgbImage) -> Vec<f32> {
+/// Scales a 224x224 square to [0, 1] and normalises it with ImageNet's mean and std, as CHW.
+pub fn normalise(square: &RgbImage) -> PreparedImage {
+    assert_eq!(
+        square.dimensions(),
+        (INPUT_SIZE as u32, INPUT_SIZE as u32),
+        "normalise takes the input-size square"
+    );
     let plane = INPUT_SIZE * INPUT_SIZE;
     let mut chw = vec![0.0; 3 * plane];
     for (i, px) in square.pixels().enumerate() {
@@ -162,7 +171,7 @@ fn normalise(square: &RgbImage) -> Vec<f32> {
             chw[c * plane + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
         }
     }
-    chw
+    PreparedImage { chw }
 }
 
 #[cfg(test)]

@@ -2,14 +2,18 @@
 //!
 //! dfdx 0.13's `Linear<I, O>` is sized at compile time and its optimizers only visit
 //! const-shaped modules, but here the layer sizes and the number of classes come from the YAML
-//! and the dataset at run time. So the head is a list of runtime-shaped dense layers: each step
-//! builds `Tensor<(usize, usize)>` weights, traces the batch through them with a leaky tape,
-//! and reads every parameter's gradient back from `backward()`. The optimizer updates are
-//! facelab's own (see `optim`), fused into one pass over each parameter.
+//! and the dataset at run time. So the head is a list of runtime-shaped dense layers held as
+//! `Tensor<(usize, usize)>` weights for the whole fit ([`HeadTrainer`]): each step traces the
+//! batch through them with a leaky tape, and the optimizer (facelab's own, Keras's rules, see
+//! `optim`) reads each gradient where `backward()` left it and updates the parameters in one
+//! fused pass. dfdx's public API gives no mutable view of a tensor's buffer, so the updated
+//! values go back into the persistent tensors with one `copy_from` per tensor.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use super::optim::{Optimizer, Part};
 
 /// One dense layer: `y = x @ weight + bias`, with `weight` as `[inputs, outputs]` row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,20 +63,6 @@ impl HeadParams {
     }
 }
 
-/// Gradients of the mean cross-entropy, shaped like the parameters.
-#[derive(Debug, Clone)]
-pub struct HeadGradients {
-    pub layers: Vec<(Vec<f32>, Vec<f32>)>,
-}
-
-/// What one training batch gave.
-#[derive(Debug, Clone)]
-pub struct BatchResult {
-    pub loss: f32,
-    pub correct: usize,
-    pub gradients: HeadGradients,
-}
-
 /// Runs the head on dfdx's CPU device, whose random stream (seeded) drives dropout.
 pub struct HeadRunner {
     dev: Cpu,
@@ -94,51 +84,20 @@ impl HeadRunner {
         t
     }
 
-    /// Forward and backward over one batch: `x` is `[rows, inputs]`, `labels` one per row.
-    pub fn train_batch(&self, params: &HeadParams, x: &[f32], labels: &[usize]) -> BatchResult {
-        let rows = labels.len();
-        let classes = params.classes();
-        let weights: Vec<_> = params
-            .layers
-            .iter()
-            .map(|l| self.tensor(&l.weight, (l.inputs, l.outputs)))
-            .collect();
-        let biases: Vec<_> = params
-            .layers
-            .iter()
-            .map(|l| self.tensor(&l.bias, (l.outputs,)))
-            .collect();
-        let mut h = self.tensor(x, (rows, params.inputs())).leaky_traced();
-        let last = params.layers.len() - 1;
-        for (i, (w, b)) in weights.iter().zip(&biases).enumerate() {
-            // [rows, in] @ [in, out] + [out] broadcast over rows -> [rows, out]
-            let out = (rows, w.shape().1);
-            h = h.matmul(w.clone()) + b.leaky_trace().broadcast_like::<_, Axis<0>>(&out);
-            if i < last {
-                h = h.relu();
-                if self.dropout > 0.0 {
-                    h = h.dropout(self.dropout);
-                }
-            }
-        }
-        let logits = h.as_vec();
-        let targets = self
-            .dev
-            .tensor_from_vec(one_hot(labels, classes), (rows, classes));
-        let loss = cross_entropy_with_logits_loss(h, targets);
-        let loss_value = loss.as_vec()[0];
-        let grads = loss.backward();
-        let gradients = HeadGradients {
-            layers: weights
+    /// A trainer holding `params` as device tensors for the fit.
+    pub fn trainer(&self, params: &HeadParams) -> HeadTrainer<'_> {
+        HeadTrainer {
+            runner: self,
+            weights: params
+                .layers
                 .iter()
-                .zip(&biases)
-                .map(|(w, b)| (read(&grads.get(w)), read(&grads.get(b))))
+                .map(|l| self.tensor(&l.weight, (l.inputs, l.outputs)))
                 .collect(),
-        };
-        BatchResult {
-            loss: loss_value,
-            correct: count_correct(&logits, labels, classes),
-            gradients,
+            biases: params
+                .layers
+                .iter()
+                .map(|l| self.tensor(&l.bias, (l.outputs,)))
+                .collect(),
         }
     }
 
@@ -159,11 +118,117 @@ impl HeadRunner {
     }
 }
 
-/// A tensor's values: one memcpy (`as_vec` walks element by element).
-fn read<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
-    let mut out = vec![0.0; t.shape().num_elements()];
-    t.copy_into(&mut out);
-    out
+/// The head's parameters as device tensors, kept in step with a [`HeadParams`] for a whole
+/// fit, so a step neither allocates nor copies its weights in.
+pub struct HeadTrainer<'r> {
+    runner: &'r HeadRunner,
+    weights: Vec<Tensor<(usize, usize), f32, Cpu>>,
+    biases: Vec<Tensor<(usize,), f32, Cpu>>,
+}
+
+/// What one training batch gave: the mean loss, the rows predicted right, and the gradients
+/// (still in dfdx's buffers) for [`HeadTrainer::apply`].
+pub struct Batch {
+    pub loss: f32,
+    pub correct: usize,
+    gradients: Gradients<f32, Cpu>,
+}
+
+/// A batch traced through the head, before backward.
+pub struct Forward {
+    loss: Tensor<Rank0, f32, Cpu, OwnedTape<f32, Cpu>>,
+    loss_value: f32,
+    correct: usize,
+}
+
+impl HeadTrainer<'_> {
+    /// Forward and backward over one batch: `x` is `[rows, inputs]`, `labels` one per row.
+    pub fn forward_backward(&self, x: &[f32], labels: &[usize]) -> Batch {
+        Self::backward(self.forward(x, labels))
+    }
+
+    /// The batch through the head to its mean cross-entropy, on the tape.
+    pub fn forward(&self, x: &[f32], labels: &[usize]) -> Forward {
+        let dev = &self.runner.dev;
+        let rows = labels.len();
+        let inputs = self.weights[0].shape().0;
+        let classes = self.weights.last().expect("a head has a layer").shape().1;
+        let mut h = self.runner.tensor(x, (rows, inputs)).leaky_traced();
+        let last = self.weights.len() - 1;
+        for (i, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
+            // [rows, in] @ [in, out] + [out] broadcast over rows -> [rows, out]
+            let out = (rows, w.shape().1);
+            // The bias is traced itself: its broadcast must be on the tape for its gradient.
+            h = h.matmul(w.clone()) + b.leaky_trace().broadcast_like::<_, Axis<0>>(&out);
+            if i < last {
+                h = h.relu();
+                if self.runner.dropout > 0.0 {
+                    h = h.dropout(self.runner.dropout);
+                }
+            }
+        }
+        let logits = h.as_vec();
+        let targets = dev.tensor_from_vec(one_hot(labels, classes), (rows, classes));
+        let loss = cross_entropy_with_logits_loss(h, targets);
+        Forward {
+            loss_value: loss.as_vec()[0],
+            correct: count_correct(&logits, labels, classes),
+            loss,
+        }
+    }
+
+    /// The gradients of a traced batch.
+    pub fn backward(forward: Forward) -> Batch {
+        Batch {
+            loss: forward.loss_value,
+            correct: forward.correct,
+            gradients: forward.loss.backward(),
+        }
+    }
+
+    /// One optimizer step with the batch's gradients: [`HeadTrainer::update`], then
+    /// [`HeadTrainer::refresh`].
+    pub fn apply(&mut self, batch: Batch, params: &mut HeadParams, optimizer: &mut Optimizer) {
+        self.update(batch, params, optimizer);
+        self.refresh(params);
+    }
+
+    /// Updates `params` in place with the batch's gradients, read where dfdx left them.
+    pub fn update(&self, batch: Batch, params: &mut HeadParams, optimizer: &mut Optimizer) {
+        let mut grads = batch.gradients;
+        optimizer.begin_step();
+        for (i, layer) in params.layers.iter_mut().enumerate() {
+            let gw = gradient(&mut grads, &self.weights[i]);
+            optimizer.update(i, Part::Weight, &mut layer.weight, gw);
+            let gb = gradient(&mut grads, &self.biases[i]);
+            optimizer.update(i, Part::Bias, &mut layer.bias, gb);
+        }
+    }
+
+    /// Copies `params` into the device tensors (in place: the tape that shared their buffers
+    /// is gone once its gradients are).
+    pub fn refresh(&mut self, params: &HeadParams) {
+        for ((w, b), layer) in self
+            .weights
+            .iter_mut()
+            .zip(&mut self.biases)
+            .zip(&params.layers)
+        {
+            w.copy_from(&layer.weight);
+            b.copy_from(&layer.bias);
+        }
+    }
+}
+
+/// A parameter's gradient, in dfdx's buffer (every parameter takes part in the forward pass, so
+/// backward has allocated it).
+fn gradient<'g, S: Shape>(
+    grads: &'g mut Gradients<f32, Cpu>,
+    t: &Tensor<S, f32, Cpu>,
+) -> &'g [f32] {
+    grads
+        .get_or_alloc_mut(t)
+        .expect("backward allocated every parameter's gradient")
 }
 
 fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
@@ -194,16 +259,41 @@ pub fn argmax(row: &[f32]) -> usize {
 mod tests {
     use super::*;
 
-    /// Numerical check of the dfdx gradients on a tiny head.
+    /// The gradients one step applies: plain SGD with learning rate 1 moves each parameter by
+    /// exactly minus its gradient.
+    fn applied_gradients(
+        params: &HeadParams,
+        x: &[f32],
+        labels: &[usize],
+    ) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let runner = HeadRunner::new(0, 0.0);
+        let mut trainer = runner.trainer(params);
+        let sgd = crate::config::OptimizerConfig::Sgd {
+            lr: 1.0,
+            momentum: 0.0,
+        };
+        let mut optimizer = Optimizer::new(&sgd, params);
+        let mut after = params.clone();
+        let batch = trainer.forward_backward(x, labels);
+        trainer.apply(batch, &mut after, &mut optimizer);
+        let minus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a - b).collect();
+        params
+            .layers
+            .iter()
+            .zip(&after.layers)
+            .map(|(p, a)| (minus(&p.weight, &a.weight), minus(&p.bias, &a.bias)))
+            .collect()
+    }
+
+    /// Numerical check of the gradients dfdx computes and the trainer applies, on a tiny head.
     #[test]
-    fn gradients_match_finite_differences() {
+    fn applied_gradients_match_finite_differences() {
         let params = HeadParams::init(3, &[4], 2, 1);
         let x = [0.5, -1.0, 2.0, 1.5, 0.3, -0.7];
         let labels = [1, 0];
         let runner = HeadRunner::new(0, 0.0);
-        let result = runner.train_batch(&params, &x, &labels);
-        let loss_at = |p: &HeadParams| runner.train_batch(p, &x, &labels).loss as f64;
-        for (layer, (gw, gb)) in result.gradients.layers.iter().enumerate() {
+        let loss_at = |p: &HeadParams| runner.trainer(p).forward_backward(&x, &labels).loss as f64;
+        for (layer, (gw, gb)) in applied_gradients(&params, &x, &labels).iter().enumerate() {
             for (index, analytic) in [(0usize, gw[0]), (gw.len() - 1, gw[gw.len() - 1])] {
                 let mut plus = params.clone();
                 let mut minus = params.clone();
@@ -226,6 +316,25 @@ mod tests {
                 gb[0]
             );
         }
+    }
+
+    /// After a step the trainer's tensors hold the updated parameters: its next loss is the
+    /// loss a fresh trainer computes from them.
+    #[test]
+    fn a_step_refreshes_the_device_tensors() {
+        let mut params = HeadParams::init(3, &[4], 2, 5);
+        let x = [0.5, -1.0, 2.0, 1.5, 0.3, -0.7];
+        let labels = [1, 0];
+        let runner = HeadRunner::new(0, 0.0);
+        let mut trainer = runner.trainer(&params);
+        let mut optimizer = Optimizer::new(&crate::config::OptimizerConfig::default(), &params);
+        let first = trainer.forward_backward(&x, &labels);
+        let first_loss = first.loss;
+        trainer.apply(first, &mut params, &mut optimizer);
+        let next = trainer.forward_backward(&x, &labels).loss;
+        let fresh = runner.trainer(&params).forward_backward(&x, &labels).loss;
+        assert_ne!(next, first_loss);
+        assert_eq!(next, fresh);
     }
 
     #[test]

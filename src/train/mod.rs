@@ -159,6 +159,7 @@ pub fn fit(
     let t = &config.train;
     let mut params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
     let runner = HeadRunner::new(t.seed, config.head.dropout);
+    let mut trainer = runner.trainer(&params);
     let mut optimizer = Optimizer::new(&t.optimizer, &params);
     let mut batches = BatchStream::new(train.len(), t.batch_size, t.seed);
     let steps = t
@@ -178,11 +179,11 @@ pub fn fit(
             }
             let rows = batches.next_batch();
             let (x, y) = train.gather(&rows);
-            let result = runner.train_batch(&params, &x, &y);
-            check_finite(result.loss as f64, epoch, step)?;
-            optimizer.step(&mut params, &result.gradients);
-            loss_sum += result.loss as f64 * y.len() as f64;
-            correct += result.correct;
+            let batch = trainer.forward_backward(&x, &y);
+            check_finite(batch.loss as f64, epoch, step)?;
+            loss_sum += batch.loss as f64 * y.len() as f64;
+            correct += batch.correct;
+            trainer.apply(batch, &mut params, &mut optimizer);
             seen += y.len();
         }
         let evaluation = val

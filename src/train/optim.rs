@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::head::{HeadGradients, HeadParams};
+use super::head::HeadParams;
 use crate::config::OptimizerConfig;
 
 /// Elements per parallel chunk: big enough that splitting costs nothing, small enough to share.
@@ -41,24 +41,30 @@ impl Optimizer {
         }
     }
 
-    /// Applies one step of gradients to `params`.
-    pub fn step(&mut self, params: &mut HeadParams, grads: &HeadGradients) {
+    /// Starts a step: call once, then [`Optimizer::update`] for each parameter tensor.
+    pub fn begin_step(&mut self) {
         self.steps += 1;
-        let t = self.steps as f64;
-        for (i, (layer, (gw, gb))) in params.layers.iter_mut().zip(&grads.layers).enumerate() {
-            let (sw, sb) = &mut self.first[i];
-            let mut second = self
-                .second
-                .get_mut(i)
-                .map(|(a, b)| (a.as_mut_slice(), b.as_mut_slice()));
-            let (vw, vb) = match second.as_mut() {
-                Some((a, b)) => (Some(&mut **a), Some(&mut **b)),
-                None => (None, None),
-            };
-            update(&self.config, t, &mut layer.weight, gw, sw, vw);
-            update(&self.config, t, &mut layer.bias, gb, sb, vb);
-        }
     }
+
+    /// Updates one parameter tensor (`part` of layer `layer`) in place with its gradient.
+    pub fn update(&mut self, layer: usize, part: Part, values: &mut [f32], grad: &[f32]) {
+        let first = match part {
+            Part::Weight => &mut self.first[layer].0,
+            Part::Bias => &mut self.first[layer].1,
+        };
+        let second = self.second.get_mut(layer).map(|pair| match part {
+            Part::Weight => pair.0.as_mut_slice(),
+            Part::Bias => pair.1.as_mut_slice(),
+        });
+        update(&self.config, self.steps as f64, values, grad, first, second);
+    }
+}
+
+/// Which of a layer's two parameter tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Weight,
+    Bias,
 }
 
 /// One parameter tensor's update. `s` is RMSprop's mean square, SGD's velocity or Adam's first
@@ -142,10 +148,11 @@ mod tests {
         }
     }
 
-    fn grad(g: f32) -> HeadGradients {
-        HeadGradients {
-            layers: vec![(vec![g], vec![0.0])],
-        }
+    /// One optimizer step of gradient `g` on the single weight.
+    fn step(opt: &mut Optimizer, p: &mut HeadParams, g: f32) {
+        opt.begin_step();
+        opt.update(0, Part::Weight, &mut p.layers[0].weight, &[g]);
+        opt.update(0, Part::Bias, &mut p.layers[0].bias, &[0.0]);
     }
 
     #[test]
@@ -157,7 +164,7 @@ mod tests {
         };
         let mut p = one_param(1.0);
         let mut opt = Optimizer::new(&config, &p);
-        opt.step(&mut p, &grad(2.0));
+        step(&mut opt, &mut p, 2.0);
         // s = 0.1 * 4 = 0.4; w = 1 - 0.1 * 2 / (sqrt(0.4) + 1e-7)
         let expected = 1.0 - 0.1 * 2.0 / (0.4f32.sqrt() + 1e-7);
         assert!((p.layers[0].weight[0] - expected).abs() < 1e-6);
@@ -173,7 +180,7 @@ mod tests {
         };
         let mut p = one_param(1.0);
         let mut opt = Optimizer::new(&config, &p);
-        opt.step(&mut p, &grad(5.0));
+        step(&mut opt, &mut p, 5.0);
         assert!(
             (p.layers[0].weight[0] - 0.99).abs() < 1e-5,
             "{}",
@@ -189,8 +196,8 @@ mod tests {
         };
         let mut p = one_param(0.0);
         let mut opt = Optimizer::new(&config, &p);
-        opt.step(&mut p, &grad(1.0));
-        opt.step(&mut p, &grad(1.0));
+        step(&mut opt, &mut p, 1.0);
+        step(&mut opt, &mut p, 1.0);
         // v1 = -0.1, w = -0.1; v2 = -0.05 - 0.1 = -0.15, w = -0.25
         assert!((p.layers[0].weight[0] + 0.25).abs() < 1e-6);
     }
