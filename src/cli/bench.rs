@@ -116,7 +116,7 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             let r = bench::train_step(&hidden, classes.max(2), batch.max(1), steps);
             let share = |ms: f64| 100.0 * ms / r.ms_per_step;
             println!(
-                "facelab train head={hidden:?} classes={classes} batch={batch} params={}: {:.2} ms/step (forward {:.2} = {:.0}%, backward {:.2} = {:.0}%, optimizer {:.2} = {:.0}%, copy into dfdx {:.2} = {:.0}%)",
+                "facelab train head={hidden:?} classes={classes} batch={batch} params={}: {:.2} ms/step (forward {:.2} = {:.0}%, backward {:.2} = {:.0}%, optimizer {:.2} = {:.0}%)",
                 r.parameters,
                 r.ms_per_step,
                 r.ms_forward,
@@ -125,8 +125,6 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 share(r.ms_backward),
                 r.ms_optimizer,
                 share(r.ms_optimizer),
-                r.ms_copy_in,
-                share(r.ms_copy_in),
             );
         }
     }

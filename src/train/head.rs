@@ -2,17 +2,20 @@
 //!
 //! dfdx 0.13's `Linear<I, O>` is sized at compile time and its optimizers only visit
 //! const-shaped modules, but here the layer sizes and the number of classes come from the YAML
-//! and the dataset at run time. So the head is a list of runtime-shaped dense layers held as
-//! `Tensor<(usize, usize)>` weights for the whole fit ([`HeadTrainer`]): each step traces the
-//! batch through them with a leaky tape, and the optimizer (facelab's own, Keras's rules, see
-//! `optim`) reads each gradient where `backward()` left it and updates the parameters in one
-//! fused pass. dfdx's public API gives no mutable view of a tensor's buffer, so the updated
-//! values go back into the persistent tensors with one `copy_from` per tensor.
+//! and the dataset at run time. So the head is a list of runtime-shaped dense layers, each an
+//! op of facelab's own on dfdx's tape (`dense`), with dfdx's ReLU, dropout and cross-entropy
+//! between them; dfdx traces each batch and runs the backward pass. The parameters stay in
+//! facelab's own buffers for the whole fit ([`HeadTrainer`]), where the optimizer (Keras's
+//! rules, see `optim`) updates them in one fused pass: dfdx 0.13's public API has no mutable
+//! view of a tensor's buffer, so parameters held as dfdx tensors cost a copy in per step.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::sync::{Arc, PoisonError};
+
+use super::dense::{dense, GradientSlot};
 use super::optim::{Optimizer, Part};
 
 /// One dense layer: `y = x @ weight + bias`, with `weight` as `[inputs, outputs]` row-major.
@@ -84,20 +87,16 @@ impl HeadRunner {
         t
     }
 
-    /// A trainer holding `params` as device tensors for the fit.
-    pub fn trainer(&self, params: &HeadParams) -> HeadTrainer<'_> {
+    /// A trainer that owns `params` for the fit.
+    pub fn trainer(&self, params: HeadParams) -> HeadTrainer<'_> {
         HeadTrainer {
             runner: self,
-            weights: params
+            gradients: params
                 .layers
                 .iter()
-                .map(|l| self.tensor(&l.weight, (l.inputs, l.outputs)))
+                .map(|_| GradientSlot::default())
                 .collect(),
-            biases: params
-                .layers
-                .iter()
-                .map(|l| self.tensor(&l.bias, (l.outputs,)))
-                .collect(),
+            params: Arc::new(params),
         }
     }
 
@@ -118,20 +117,12 @@ impl HeadRunner {
     }
 }
 
-/// The head's parameters as device tensors, kept in step with a [`HeadParams`] for a whole
-/// fit, so a step neither allocates nor copies its weights in.
+/// The head's parameters for a fit, and where each step's gradients land.
 pub struct HeadTrainer<'r> {
     runner: &'r HeadRunner,
-    weights: Vec<Tensor<(usize, usize), f32, Cpu>>,
-    biases: Vec<Tensor<(usize,), f32, Cpu>>,
-}
-
-/// What one training batch gave: the mean loss, the rows predicted right, and the gradients
-/// (still in dfdx's buffers) for [`HeadTrainer::apply`].
-pub struct Batch {
-    pub loss: f32,
-    pub correct: usize,
-    gradients: Gradients<f32, Cpu>,
+    /// Shared with the tape while a batch is traced; the trainer's alone between steps.
+    params: Arc<HeadParams>,
+    gradients: Vec<GradientSlot>,
 }
 
 /// A batch traced through the head, before backward.
@@ -141,7 +132,24 @@ pub struct Forward {
     correct: usize,
 }
 
+/// What one training batch gave: the mean loss and the rows predicted right; its gradients wait
+/// in the trainer for [`HeadTrainer::update`].
+pub struct Batch {
+    pub loss: f32,
+    pub correct: usize,
+}
+
 impl HeadTrainer<'_> {
+    /// The parameters as they stand.
+    pub fn params(&self) -> &HeadParams {
+        &self.params
+    }
+
+    /// The parameters, at the end of the fit.
+    pub fn into_params(self) -> HeadParams {
+        Arc::try_unwrap(self.params).unwrap_or_else(|shared| (*shared).clone())
+    }
+
     /// Forward and backward over one batch: `x` is `[rows, inputs]`, `labels` one per row.
     pub fn forward_backward(&self, x: &[f32], labels: &[usize]) -> Batch {
         Self::backward(self.forward(x, labels))
@@ -151,15 +159,11 @@ impl HeadTrainer<'_> {
     pub fn forward(&self, x: &[f32], labels: &[usize]) -> Forward {
         let dev = &self.runner.dev;
         let rows = labels.len();
-        let inputs = self.weights[0].shape().0;
-        let classes = self.weights.last().expect("a head has a layer").shape().1;
+        let (inputs, classes) = (self.params.inputs(), self.params.classes());
         let mut h = self.runner.tensor(x, (rows, inputs)).leaky_traced();
-        let last = self.weights.len() - 1;
-        for (i, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
-            // [rows, in] @ [in, out] + [out] broadcast over rows -> [rows, out]
-            let out = (rows, w.shape().1);
-            // The bias is traced itself: its broadcast must be on the tape for its gradient.
-            h = h.matmul(w.clone()) + b.leaky_trace().broadcast_like::<_, Axis<0>>(&out);
+        let last = self.params.layers.len() - 1;
+        for (i, slot) in self.gradients.iter().enumerate() {
+            h = dense(h, &self.params, i, slot, i > 0);
             if i < last {
                 h = h.relu();
                 if self.runner.dropout > 0.0 {
@@ -177,58 +181,28 @@ impl HeadTrainer<'_> {
         }
     }
 
-    /// The gradients of a traced batch.
+    /// Runs dfdx's backward pass; the layers' gradients land in the trainer.
     pub fn backward(forward: Forward) -> Batch {
+        // The layers keep their own gradients; dfdx's (of the activations) are done with here.
+        drop(forward.loss.backward());
         Batch {
             loss: forward.loss_value,
             correct: forward.correct,
-            gradients: forward.loss.backward(),
         }
     }
 
-    /// One optimizer step with the batch's gradients: [`HeadTrainer::update`], then
-    /// [`HeadTrainer::refresh`].
-    pub fn apply(&mut self, batch: Batch, params: &mut HeadParams, optimizer: &mut Optimizer) {
-        self.update(batch, params, optimizer);
-        self.refresh(params);
-    }
-
-    /// Updates `params` in place with the batch's gradients, read where dfdx left them.
-    pub fn update(&self, batch: Batch, params: &mut HeadParams, optimizer: &mut Optimizer) {
-        let mut grads = batch.gradients;
+    /// One optimizer step with the gradients of `backward`'s batch (taken, so a step follows
+    /// its own backward pass), on the parameters in place.
+    pub fn update(&mut self, _backward_done: Batch, optimizer: &mut Optimizer) {
+        let params = Arc::get_mut(&mut self.params)
+            .expect("the tape released the parameters when backward finished");
         optimizer.begin_step();
-        for (i, layer) in params.layers.iter_mut().enumerate() {
-            let gw = gradient(&mut grads, &self.weights[i]);
-            optimizer.update(i, Part::Weight, &mut layer.weight, gw);
-            let gb = gradient(&mut grads, &self.biases[i]);
-            optimizer.update(i, Part::Bias, &mut layer.bias, gb);
+        for (i, (layer, slot)) in params.layers.iter_mut().zip(&self.gradients).enumerate() {
+            let grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
+            optimizer.update(i, Part::Bias, &mut layer.bias, &grads.bias);
         }
     }
-
-    /// Copies `params` into the device tensors (in place: the tape that shared their buffers
-    /// is gone once its gradients are).
-    pub fn refresh(&mut self, params: &HeadParams) {
-        for ((w, b), layer) in self
-            .weights
-            .iter_mut()
-            .zip(&mut self.biases)
-            .zip(&params.layers)
-        {
-            w.copy_from(&layer.weight);
-            b.copy_from(&layer.bias);
-        }
-    }
-}
-
-/// A parameter's gradient, in dfdx's buffer (every parameter takes part in the forward pass, so
-/// backward has allocated it).
-fn gradient<'g, S: Shape>(
-    grads: &'g mut Gradients<f32, Cpu>,
-    t: &Tensor<S, f32, Cpu>,
-) -> &'g [f32] {
-    grads
-        .get_or_alloc_mut(t)
-        .expect("backward allocated every parameter's gradient")
 }
 
 fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
@@ -267,42 +241,44 @@ mod tests {
         labels: &[usize],
     ) -> Vec<(Vec<f32>, Vec<f32>)> {
         let runner = HeadRunner::new(0, 0.0);
-        let mut trainer = runner.trainer(params);
+        let mut trainer = runner.trainer(params.clone());
         let sgd = crate::config::OptimizerConfig::Sgd {
             lr: 1.0,
             momentum: 0.0,
         };
         let mut optimizer = Optimizer::new(&sgd, params);
-        let mut after = params.clone();
         let batch = trainer.forward_backward(x, labels);
-        trainer.apply(batch, &mut after, &mut optimizer);
+        trainer.update(batch, &mut optimizer);
         let minus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a - b).collect();
         params
             .layers
             .iter()
-            .zip(&after.layers)
+            .zip(&trainer.params().layers)
             .map(|(p, a)| (minus(&p.weight, &a.weight), minus(&p.bias, &a.bias)))
             .collect()
     }
 
-    /// Numerical check of the gradients dfdx computes and the trainer applies, on a tiny head.
+    /// Numerical check of the gradients the trainer applies, on a head of three layers (so the
+    /// input gradient of a middle layer is checked too).
     #[test]
     fn applied_gradients_match_finite_differences() {
-        let params = HeadParams::init(3, &[4], 2, 1);
+        let params = HeadParams::init(3, &[4, 5], 2, 1);
         let x = [0.5, -1.0, 2.0, 1.5, 0.3, -0.7];
         let labels = [1, 0];
         let runner = HeadRunner::new(0, 0.0);
-        let loss_at = |p: &HeadParams| runner.trainer(p).forward_backward(&x, &labels).loss as f64;
+        let loss_at =
+            |p: &HeadParams| runner.trainer(p.clone()).forward_backward(&x, &labels).loss as f64;
         for (layer, (gw, gb)) in applied_gradients(&params, &x, &labels).iter().enumerate() {
-            for (index, analytic) in [(0usize, gw[0]), (gw.len() - 1, gw[gw.len() - 1])] {
+            for index in [0, gw.len() / 2, gw.len() - 1] {
                 let mut plus = params.clone();
                 let mut minus = params.clone();
                 plus.layers[layer].weight[index] += 1e-3;
                 minus.layers[layer].weight[index] -= 1e-3;
                 let numeric = (loss_at(&plus) - loss_at(&minus)) / 2e-3;
                 assert!(
-                    (numeric - analytic as f64).abs() < 2e-3,
-                    "layer {layer} w[{index}]: {numeric} vs {analytic}"
+                    (numeric - gw[index] as f64).abs() < 2e-3,
+                    "layer {layer} w[{index}]: {numeric} vs {}",
+                    gw[index]
                 );
             }
             let mut plus = params.clone();
@@ -318,23 +294,51 @@ mod tests {
         }
     }
 
-    /// After a step the trainer's tensors hold the updated parameters: its next loss is the
-    /// loss a fresh trainer computes from them.
+    /// The dense op against dfdx's own matmul, bias and backward on the same head: the same
+    /// loss and the same gradients, on a batch of 16 with sizes that leave ragged tiles.
     #[test]
-    fn a_step_refreshes_the_device_tensors() {
-        let mut params = HeadParams::init(3, &[4], 2, 5);
-        let x = [0.5, -1.0, 2.0, 1.5, 0.3, -0.7];
-        let labels = [1, 0];
-        let runner = HeadRunner::new(0, 0.0);
-        let mut trainer = runner.trainer(&params);
-        let mut optimizer = Optimizer::new(&crate::config::OptimizerConfig::default(), &params);
-        let first = trainer.forward_backward(&x, &labels);
-        let first_loss = first.loss;
-        trainer.apply(first, &mut params, &mut optimizer);
-        let next = trainer.forward_backward(&x, &labels).loss;
-        let fresh = runner.trainer(&params).forward_backward(&x, &labels).loss;
-        assert_ne!(next, first_loss);
-        assert_eq!(next, fresh);
+    fn dense_op_agrees_with_dfdx_matmul() {
+        let params = HeadParams::init(37, &[50, 21], 3, 9);
+        let rows = 16;
+        let x: Vec<f32> = (0..rows * 37)
+            .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let labels: Vec<usize> = (0..rows).map(|i| i % 3).collect();
+        let ours = applied_gradients(&params, &x, &labels);
+        let dev = Cpu::default();
+        let tensor = |v: &[f32], shape: (usize, usize)| dev.tensor_from_vec(v.to_vec(), shape);
+        let weights: Vec<_> = params
+            .layers
+            .iter()
+            .map(|l| tensor(&l.weight, (l.inputs, l.outputs)))
+            .collect();
+        let biases: Vec<_> = params
+            .layers
+            .iter()
+            .map(|l| dev.tensor_from_vec(l.bias.clone(), (l.outputs,)))
+            .collect();
+        let mut h = tensor(&x, (rows, 37)).leaky_traced();
+        for (i, (w, b)) in weights.iter().zip(&biases).enumerate() {
+            let out = (rows, w.shape().1);
+            h = h.matmul(w.clone()) + b.leaky_trace().broadcast_like::<_, Axis<0>>(&out);
+            if i < weights.len() - 1 {
+                h = h.relu();
+            }
+        }
+        let targets = dev.tensor_from_vec(one_hot(&labels, 3), (rows, 3));
+        let grads = cross_entropy_with_logits_loss(h, targets).backward();
+        for (i, (gw, gb)) in ours.iter().enumerate() {
+            let (dw, db) = (
+                grads.get(&weights[i]).as_vec(),
+                grads.get(&biases[i]).as_vec(),
+            );
+            for (a, b) in gw.iter().zip(&dw).chain(gb.iter().zip(&db)) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "layer {i}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]

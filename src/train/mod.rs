@@ -4,7 +4,9 @@
 //! `ModelCheckpoint`. Training never touches the store or the terminal: it reports to a
 //! [`TrainObserver`].
 
+mod dense;
 pub mod head;
+mod matmul;
 pub mod memory;
 pub mod metrics;
 pub mod optim;
@@ -157,10 +159,10 @@ pub fn fit(
     }
     flush_denormals_on_all_threads();
     let t = &config.train;
-    let mut params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
-    let runner = HeadRunner::new(t.seed, config.head.dropout);
-    let mut trainer = runner.trainer(&params);
+    let params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
     let mut optimizer = Optimizer::new(&t.optimizer, &params);
+    let runner = HeadRunner::new(t.seed, config.head.dropout);
+    let mut trainer = runner.trainer(params);
     let mut batches = BatchStream::new(train.len(), t.batch_size, t.seed);
     let steps = t
         .steps_per_epoch
@@ -183,12 +185,12 @@ pub fn fit(
             check_finite(batch.loss as f64, epoch, step)?;
             loss_sum += batch.loss as f64 * y.len() as f64;
             correct += batch.correct;
-            trainer.apply(batch, &mut params, &mut optimizer);
+            trainer.update(batch, &mut optimizer);
             seen += y.len();
         }
         let evaluation = val
             .filter(|v| !v.is_empty())
-            .map(|v| evaluate(&runner, &params, v));
+            .map(|v| evaluate(&runner, trainer.params(), v));
         if let Some(e) = &evaluation {
             check_finite(e.loss, epoch, steps)?;
         }
@@ -203,12 +205,12 @@ pub fn fit(
         observer.epoch_finished(&metrics)?;
         if let Some(c) = checkpoint.as_mut() {
             if c.should_save(&metrics) {
-                observer.checkpoint(&params, epoch)?;
+                observer.checkpoint(trainer.params(), epoch)?;
             }
         }
         let stop = early
             .as_mut()
-            .is_some_and(|e| e.epoch_end(&metrics, &params));
+            .is_some_and(|e| e.epoch_end(&metrics, trainer.params()));
         epochs.push(metrics);
         if stop {
             stopped_early = true;
@@ -220,6 +222,7 @@ pub fn fit(
         .as_ref()
         .and_then(|e| e.best_epoch)
         .or_else(|| checkpoint.as_ref().and_then(|c| c.best_epoch));
+    let mut params = trainer.into_params();
     if let Some(best) = early.and_then(EarlyStopping::weights_to_restore) {
         params = best;
     }

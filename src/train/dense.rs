@@ -1,0 +1,151 @@
+//! The dense layer as an op on dfdx's tape: `y = x @ W + b` forward, and backward the weight
+//! and bias gradients and (when the input needs one) the input's, with facelab's own products
+//! (`matmul`). dfdx traces everything around it (ReLU, dropout, the cross-entropy) and runs the
+//! backward pass; this op reads the weights where the trainer keeps them, so a step neither
+//! copies them into dfdx tensors nor has dfdx allocate, zero and return their gradients.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dfdx::prelude::*;
+
+use super::head::{Dense, HeadParams};
+use super::matmul::{matmul, transpose, Matrix};
+
+/// A traced `[rows, columns]` activation.
+pub type Traced = Tensor<(usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>;
+
+/// One layer's gradients, filled by the backward pass.
+#[derive(Debug, Default)]
+pub struct LayerGradients {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Where a layer's backward pass leaves its gradients, shared with the trainer.
+pub type GradientSlot = Arc<Mutex<LayerGradients>>;
+
+/// `x @ W + b` of layer `index` of `params` on `x`'s tape; its gradients go to `slot`.
+/// `needs_input_gradient` is false for the first layer, whose input (the features) is not
+/// trained.
+pub fn dense(
+    x: Traced,
+    params: &Arc<HeadParams>,
+    index: usize,
+    slot: &GradientSlot,
+    needs_input_gradient: bool,
+) -> Traced {
+    let layer = &params.layers[index];
+    let (x, mut tape) = x.split_tape();
+    let (rows, inputs) = *x.shape();
+    assert_eq!(inputs, layer.inputs, "the input width is the layer's");
+    let x_values = x.as_vec();
+    let mut y = vec![0.0; rows * layer.outputs];
+    matmul(
+        Matrix {
+            data: &x_values,
+            stride: inputs,
+        },
+        Matrix {
+            data: &layer.weight,
+            stride: layer.outputs,
+        },
+        &mut y,
+        rows,
+        inputs,
+        layer.outputs,
+        Some(&layer.bias),
+        false,
+    );
+    let out = x.device().tensor_from_vec(y, (rows, layer.outputs));
+    let backward = Backward {
+        x_values,
+        input: needs_input_gradient.then(|| x.clone()),
+        output: out.clone(),
+        params: Arc::clone(params),
+        index,
+        slot: Arc::clone(slot),
+    };
+    tape.add_backward_op(move |grads| backward.run(grads));
+    out.put_tape(tape)
+}
+
+/// What the backward pass of one dense op needs.
+struct Backward {
+    x_values: Vec<f32>,
+    /// The input tensor, when its gradient is wanted (its id is the key in dfdx's gradients).
+    input: Option<Tensor<(usize, usize), f32, Cpu>>,
+    output: Tensor<(usize, usize), f32, Cpu>,
+    params: Arc<HeadParams>,
+    index: usize,
+    slot: GradientSlot,
+}
+
+impl Backward {
+    fn layer(&self) -> &Dense {
+        &self.params.layers[self.index]
+    }
+
+    fn run(&self, grads: &mut Gradients<f32, Cpu>) -> Result<(), CpuError> {
+        let (rows, outputs) = *self.output.shape();
+        let inputs = self.layer().inputs;
+        let dy: Vec<f32> = grads.get_or_alloc_mut(&self.output)?.to_vec();
+        {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = &mut *slot;
+            // dW = x^T @ dy: [inputs, rows] @ [rows, outputs].
+            slot.weight.resize(inputs * outputs, 0.0);
+            let x_t = transpose(&self.x_values, rows, inputs);
+            matmul(
+                Matrix {
+                    data: &x_t,
+                    stride: rows,
+                },
+                Matrix {
+                    data: &dy,
+                    stride: outputs,
+                },
+                &mut slot.weight,
+                inputs,
+                rows,
+                outputs,
+                None,
+                false,
+            );
+            slot.bias.clear();
+            slot.bias.resize(outputs, 0.0);
+            for row in dy.chunks_exact(outputs) {
+                for (b, g) in slot.bias.iter_mut().zip(row) {
+                    *b += g;
+                }
+            }
+        }
+        if let Some(input) = &self.input {
+            // dx^T = W @ dy^T: [inputs, outputs] @ [outputs, rows], so W is read row by row.
+            let dy_t = transpose(&dy, rows, outputs);
+            let mut dx_t = vec![0.0; inputs * rows];
+            matmul(
+                Matrix {
+                    data: &self.layer().weight,
+                    stride: outputs,
+                },
+                Matrix {
+                    data: &dy_t,
+                    stride: rows,
+                },
+                &mut dx_t,
+                inputs,
+                outputs,
+                rows,
+                None,
+                false,
+            );
+            let dx = grads.get_or_alloc_mut(input)?;
+            for (i, column) in dx_t.chunks_exact(rows).enumerate() {
+                for (r, g) in column.iter().enumerate() {
+                    dx[r * inputs + i] += g;
+                }
+            }
+        }
+        Ok(())
+    }
+}
