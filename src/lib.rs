@@ -31,6 +31,8 @@ pub mod predict;
 pub mod progress;
 pub mod run;
 pub mod store;
+#[cfg(test)]
+mod test_values;
 pub mod train;
 pub mod workspace;
 
