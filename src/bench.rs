@@ -169,3 +169,29 @@ pub fn detect(
         .collect();
     median(&mut times)
 }
+
+/// A fresh workspace for timing `experiment` from an empty feature cache and run store: it holds
+/// `experiments/<file name>`, the experiment with its data folder made absolute (so the images
+/// are read where they are). The folder is removed when the returned guard drops.
+pub fn cold_workspace(
+    source_root: &std::path::Path,
+    experiment: &crate::config::Experiment,
+) -> crate::error::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    use crate::error::Error;
+    let dir = tempfile::Builder::new()
+        .prefix("facelab-bench-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut moved = experiment.clone();
+    moved.config.data.dir = std::path::absolute(source_root.join(&experiment.config.data.dir))
+        .map_err(|e| Error::io(source_root, e))?;
+    let experiments = dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).map_err(|e| Error::io(&experiments, e))?;
+    let file_name = experiment
+        .path
+        .file_name()
+        .map_or_else(|| "experiment.yaml".into(), |n| n.to_owned());
+    let path = experiments.join(file_name);
+    crate::fsutil::write_atomically(&path, moved.resolved_yaml().as_bytes())?;
+    Ok((dir, path))
+}

@@ -45,6 +45,20 @@ pub struct RunSummary {
     pub model_dir: PathBuf,
     /// Images that could not be read, with the reason; the run went on without them.
     pub skipped: Vec<(PathBuf, String)>,
+    pub phases: PhaseTimes,
+}
+
+/// Where a run's time went, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PhaseTimes {
+    /// Listing the dataset and checking the memory estimate.
+    pub dataset: f64,
+    /// Reading, decoding and augmenting images, and the backbone (cached features are read).
+    pub features: f64,
+    /// Recording the run and fitting the head.
+    pub training: f64,
+    /// Saving the head, the test evaluation and the final record.
+    pub finishing: f64,
 }
 
 /// Opens the workspace's store and marks runs whose process has gone as interrupted.
@@ -102,12 +116,15 @@ pub fn train_experiment(
     events: &mut dyn RunEvents,
 ) -> Result<RunSummary> {
     let config = &experiment.config;
+    let mut clock = PhaseClock::start();
     let data = ExperimentData::load(ws.root(), experiment)?;
     check_validation_available(experiment, &data)?;
     memory::check(experiment, data.train.len(), data.test.len(), memory_limit)?;
+    let dataset_time = clock.lap();
     let cache = FeatureCache::new(ws.feature_cache_dir());
     let (train_set, test_set, dataset_hash, skipped) =
         features_for(experiment, &data, backbone, &cache, progress)?;
+    let features_time = clock.lap();
     if train_set.is_empty() {
         return Err(experiment.error("data.dir", "no readable training images".into()));
     }
@@ -162,6 +179,7 @@ pub fn train_experiment(
             return Err(e);
         }
     };
+    let training_time = clock.lap();
     if let Err(e) = model::save_params(&model_dir.join(HEAD_FILE), &outcome.params) {
         store.end_run(&run_id, RunStatus::Failed, &e.to_string())?;
         return Err(e);
@@ -195,7 +213,42 @@ pub fn train_experiment(
         stopped_early: outcome.stopped_early,
         model_dir,
         skipped,
+        phases: PhaseTimes {
+            dataset: dataset_time,
+            features: features_time,
+            training: training_time,
+            finishing: clock.lap(),
+        },
     })
+}
+
+impl PhaseTimes {
+    /// Each phase with its name, in order.
+    pub fn named(&self) -> [(&'static str, f64); 4] {
+        [
+            ("dataset", self.dataset),
+            ("features", self.features),
+            ("training", self.training),
+            ("finishing", self.finishing),
+        ]
+    }
+}
+
+/// Seconds between successive laps.
+struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    fn start() -> Self {
+        PhaseClock(std::time::Instant::now())
+    }
+
+    /// Seconds since the start or the last lap.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let seconds = (now - self.0).as_secs_f64();
+        self.0 = now;
+        seconds
+    }
 }
 
 /// Validation metrics need a test set; say so against the key that asks for them.

@@ -1,6 +1,10 @@
 //! `facelab bench ...`: speed measurements to compare with the anchors in the same session.
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::Context as _;
 
 use clap::Subcommand;
 use facelab::bench;
@@ -28,15 +32,26 @@ pub enum BenchCommand {
     /// Face detection: median ms per image over the photos in DIR, one thread, the notebook's
     /// parameters (scale 1.3, 5 neighbours).
     Detect {
-        dir: std::path::PathBuf,
+        dir: PathBuf,
         #[arg(long)]
-        cascade: Option<std::path::PathBuf>,
+        cascade: Option<PathBuf>,
         /// Passes over the folder.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Smallest face side looked for (a capture session uses its size gate, 80).
         #[arg(long, default_value_t = 0)]
         min_size: u32,
+    },
+    /// A whole experiment, as `facelab train` runs it (a new process each time, so process
+    /// start and loading the weights count): first in a fresh temporary workspace (empty
+    /// feature cache and run store), then again there (warm cache). Prints both wall times with
+    /// each phase's share.
+    Experiment {
+        #[arg(default_value = "experiments/seed.yaml")]
+        experiment: PathBuf,
+        /// Cold + warm pairs to run.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
@@ -107,6 +122,21 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 images.len()
             );
         }
+        BenchCommand::Experiment { experiment, rounds } => {
+            let loaded = facelab::config::Experiment::load(&experiment)?;
+            let weights = ctx.weights_path()?;
+            for _ in 0..rounds.max(1) {
+                let (dir, copy) = bench::cold_workspace(ctx.workspace.root(), &loaded)?;
+                for cache in ["cold", "warm"] {
+                    let (wall, phases) = time_training(dir.path(), &weights, &copy)?;
+                    println!(
+                        "facelab experiment {} ({cache} cache): {wall:.2} s wall = {}",
+                        loaded.name(),
+                        shares(wall, &phases)
+                    );
+                }
+            }
+        }
         BenchCommand::Train {
             hidden,
             classes,
@@ -129,4 +159,57 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `facelab train` on `experiment` in `workspace` as a new process: its wall time and the
+/// phase times it printed.
+fn time_training(
+    workspace: &Path,
+    weights: &Path,
+    experiment: &Path,
+) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+    let exe = std::env::current_exe().context("finding facelab's own executable")?;
+    let start = Instant::now();
+    let output = Command::new(exe)
+        .arg("--workspace")
+        .arg(workspace)
+        .arg("--weights")
+        .arg(weights)
+        .arg("train")
+        .arg(experiment)
+        .output()
+        .context("starting facelab train")?;
+    let wall = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "facelab train {} failed:\n{}{}",
+        experiment.display(),
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(super::train::PHASES_PREFIX))
+        .context("facelab train printed no phase times")?;
+    let phases = line
+        .split(", ")
+        .map(|part| {
+            let (name, seconds) = part.split_once(' ').context("a phase is 'name N s'")?;
+            let seconds = seconds.trim_end_matches(" s").parse::<f64>()?;
+            Ok((name.to_owned(), seconds))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((wall, phases))
+}
+
+/// `start 0.10 s (4%), dataset ...`: the phases with their shares of `wall`; "start" is what the
+/// run's own phases do not cover (process start, loading and checking the weights).
+fn shares(wall: f64, phases: &[(String, f64)]) -> String {
+    let start = wall - phases.iter().map(|(_, s)| s).sum::<f64>();
+    std::iter::once(("start", start))
+        .chain(phases.iter().map(|(n, s)| (n.as_str(), *s)))
+        .map(|(name, s)| format!("{name} {s:.2} s ({:.0}%)", 100.0 * s / wall))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -285,6 +285,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// Finds (or fetches) verified weights: the file's path.
+    fn weights_path(&self) -> anyhow::Result<PathBuf> {
+        let models_dir = self.workspace.models_dir();
+        let request = facelab::backbone::weights::WeightsRequest {
+            explicit: self.weights.as_deref(),
+            models_dir: &models_dir,
+            allow_fetch: true,
+        };
+        Ok(facelab::backbone::weights::obtain(
+            &request,
+            &progress::Bar::new(),
+        )?)
+    }
+
     /// Finds (or fetches) verified weights and loads the backbone.
     fn backbone(&self) -> anyhow::Result<Backbone> {
         let models_dir = self.workspace.models_dir();

@@ -89,5 +89,20 @@ pub fn run(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
         summary.run_id,
         crate::text::path(&summary.model_dir)
     );
+    println!("{}", format_phases(&summary.phases));
     Ok(ExitCode::SUCCESS)
 }
+
+/// The run's phase times as `time: dataset 0.010 s, features 1.520 s, ...`, the line `bench
+/// experiment` reads back.
+pub fn format_phases(phases: &run::PhaseTimes) -> String {
+    let parts: Vec<String> = phases
+        .named()
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.3} s"))
+        .collect();
+    format!("{PHASES_PREFIX}{}", parts.join(", "))
+}
+
+/// How the phase-times line starts.
+pub const PHASES_PREFIX: &str = "time: ";
