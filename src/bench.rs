@@ -195,3 +195,30 @@ pub fn cold_workspace(
     crate::fsutil::write_atomically(&path, moved.resolved_yaml().as_bytes())?;
     Ok((dir, path))
 }
+
+/// Milliseconds (median over `rounds` passes) to make one augmented copy of a training image
+/// as the feature extraction does: the transform of the 224x224 input square, on one thread.
+/// `squares` are the images already at the input size.
+pub fn augment(
+    squares: &[image::RgbImage],
+    spec: &crate::config::AugmentConfig,
+    rounds: usize,
+) -> f64 {
+    use crate::augment::Transform;
+    let side = INPUT_SIZE as u32;
+    let mut times = Vec::new();
+    for round in 0..WARMUP_RUNS + rounds.max(1) {
+        for (i, square) in squares.iter().enumerate() {
+            let content = blake3::hash(&(i as u64).to_le_bytes());
+            let transform = Transform::draw(spec, 42, &content, round, side, side);
+            let start = Instant::now();
+            let copy = transform.apply(square);
+            let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+            std::hint::black_box(copy);
+            if round >= WARMUP_RUNS {
+                times.push(elapsed);
+            }
+        }
+    }
+    median(&mut times)
+}

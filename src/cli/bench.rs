@@ -53,6 +53,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
+    /// Augmentation: median ms to make one copy of a training image (the experiment's
+    /// `augment` settings applied to the 224x224 input square, one thread) over its images.
+    Augment {
+        #[arg(default_value = "experiments/seed.yaml")]
+        experiment: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
         /// Hidden layer sizes.
@@ -136,6 +144,24 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+        }
+        BenchCommand::Augment { experiment, rounds } => {
+            let loaded = facelab::config::Experiment::load(&experiment)?;
+            let data = facelab::dataset::ExperimentData::load(ctx.workspace.root(), &loaded)?;
+            let resize = loaded.config.data.resize;
+            let squares: Vec<image::RgbImage> = data
+                .train
+                .iter()
+                .filter_map(|i| facelab::image_prep::load(&i.path).ok())
+                .map(|im| facelab::image_prep::to_input_size(&im, resize))
+                .collect();
+            anyhow::ensure!(!squares.is_empty(), "no readable training images");
+            let ms = bench::augment(&squares, &loaded.config.augment, rounds);
+            println!(
+                "facelab augment {} threads=1 images={}: {ms:.3} ms/copy (median)",
+                loaded.name(),
+                squares.len()
+            );
         }
         BenchCommand::Train {
             hidden,
