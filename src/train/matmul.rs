@@ -25,6 +25,9 @@ const TILE_COLS: usize = 16;
 const TILE_ROWS: usize = 6;
 /// Columns per parallel task when the output has few rows.
 const COLUMN_BLOCK: usize = 128;
+/// Products below this many multiply-adds run on the calling thread: handing out tasks costs
+/// more than they save (a linear head on 1280 features has about 20 000 per row).
+const PARALLEL_MIN_PRODUCTS: usize = 1 << 20;
 /// Rows per parallel task when the output has many.
 const ROW_BLOCK: usize = 48;
 
@@ -54,7 +57,9 @@ pub fn matmul(
         accumulate,
         isa: Isa::detect(),
     };
-    if rows >= 2 * ROW_BLOCK {
+    if rows * depth * cols < PARALLEL_MIN_PRODUCTS {
+        job.run(a, c, rows, 0..cols, cols);
+    } else if rows >= 2 * ROW_BLOCK {
         c.par_chunks_mut(ROW_BLOCK * cols)
             .enumerate()
             .for_each(|(block, c)| {
