@@ -328,3 +328,63 @@ fn runs_sort_by_any_column_and_an_unknown_column_lists_them() {
         "started,id,experiment,status,val_accuracy,val_loss,test_accuracy,epochs,duration"
     );
 }
+
+/// `bench experiment` trains in a temporary workspace of its own: a cold and a warm run whose
+/// phases add up to at most the wall time, with features dominating only when cold, and the
+/// user's workspace left without a run or a cache.
+#[test]
+fn bench_experiment_times_a_cold_and_a_warm_run_away_from_the_workspace() {
+    let ws = seed_workspace();
+    let out = facelab(ws.path())
+        .args(["bench", "experiment", "experiments/seed.yaml"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let seconds = |line: &str, name: &str| -> f64 {
+        let at = line
+            .find(&format!("{name} "))
+            .unwrap_or_else(|| panic!("{name} in {line}"));
+        line[at + name.len() + 1..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for (line, cache) in lines.iter().zip(["cold", "warm"]) {
+        assert!(line.contains(&format!("({cache} cache)")), "{line}");
+        let wall = seconds(line, "cache):");
+        let phases: f64 = ["start", "dataset", "features", "training", "finishing"]
+            .iter()
+            .map(|p| seconds(line, p))
+            .sum();
+        assert!((phases - wall).abs() < 0.05, "{line}");
+    }
+    assert!(
+        seconds(lines[0], "features") > 5.0 * seconds(lines[1], "features"),
+        "{stdout}"
+    );
+    assert!(!ws.path().join("facelab.db").exists());
+    assert!(!ws.path().join("models").exists());
+}
+
+/// `bench augment` times a copy of each of the experiment's 48 training images.
+#[test]
+fn bench_augment_times_copies_of_the_training_images() {
+    let ws = seed_workspace();
+    facelab(ws.path())
+        .args(["bench", "augment", "experiments/seed.yaml", "--rounds", "1"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(
+                r"^facelab augment seed threads=1 images=48: [0-9.]+ ms/copy \(median\)\n$",
+            )
+            .unwrap(),
+        );
+}
