@@ -84,19 +84,23 @@ fn update(
         OptimizerConfig::Rmsprop { lr, rho, epsilon } => {
             let (lr, rho, eps) = (lr as f32, rho as f32, epsilon as f32);
             chunks3(w, g, s, |w, g, s| {
-                for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                    *s = rho * *s + (1.0 - rho) * g * g;
-                    *w -= lr * g / (s.sqrt() + eps);
-                }
+                wide(|| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        *s = rho * *s + (1.0 - rho) * g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                })
             });
         }
         OptimizerConfig::Sgd { lr, momentum } => {
             let (lr, momentum) = (lr as f32, momentum as f32);
             chunks3(w, g, s, |w, g, s| {
-                for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                    *s = momentum * *s - lr * g;
-                    *w += *s;
-                }
+                wide(|| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        *s = momentum * *s - lr * g;
+                        *w += *s;
+                    }
+                })
             });
         }
         OptimizerConfig::Adam {
@@ -109,11 +113,13 @@ fn update(
             let alpha = (lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32;
             let (b1, b2, eps) = (beta1 as f32, beta2 as f32, epsilon as f32);
             let adam = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                    *m += (g - *m) * (1.0 - b1);
-                    *v += (g * g - *v) * (1.0 - b2);
-                    *w -= alpha * *m / (v.sqrt() + eps);
-                }
+                wide(|| {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        *m += (g - *m) * (1.0 - b1);
+                        *v += (g * g - *v) * (1.0 - b2);
+                        *w -= alpha * *m / (v.sqrt() + eps);
+                    }
+                })
             };
             if w.len() < PARALLEL_MIN_LEN {
                 adam(w, g, s, v);
@@ -126,6 +132,28 @@ fn update(
             }
         }
     }
+}
+
+/// Runs an update loop compiled for AVX2 where the CPU has it: square roots and divisions bound
+/// these loops, and 8-wide vectors do them at twice the rate of the baseline's 4-wide SSE. The
+/// results are the same bits either way (no fused multiply-adds are introduced).
+fn wide(body: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above), the only requirement of `with_avx2`.
+        return unsafe { with_avx2(body) };
+    }
+    body();
+}
+
+/// Calls `body`, inlined here and so compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn with_avx2(body: impl FnOnce()) {
+    body();
 }
 
 fn chunks3(
