@@ -388,3 +388,44 @@ fn bench_augment_times_copies_of_the_training_images() {
             .unwrap(),
         );
 }
+
+/// `--set` changes one key for one run: the run records the resolved config with the new
+/// values, and a bad key or value exits 2 naming the key, as a bad file does.
+#[test]
+fn set_overrides_keys_checks_them_like_the_file_and_records_them() {
+    let ws = seed_workspace();
+    let out = facelab(ws.path())
+        .args(["train", "experiments/seed.yaml", "--set", "train.epochs=1"])
+        .args(["--set", "head.hidden=[64]"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8(out).unwrap();
+    assert!(stdout.contains("epoch 1/1"), "{stdout}");
+    let run = run_id_from(&stdout);
+    let shown = facelab(ws.path()).args(["show", &run]).assert().success();
+    let shown = String::from_utf8(shown.get_output().stdout.clone()).unwrap();
+    assert!(shown.contains("  hidden:\n  - 64\n"), "{shown}");
+    assert!(shown.contains("  epochs: 1\n"), "{shown}");
+
+    for (set, named) in [
+        ("train.optimizer.lrr=0.1", "unknown field `lrr`"),
+        ("train.epochs=abc", "train.epochs"),
+        ("train.optimizer.lr=-1", "train.optimizer.lr: -1"),
+        ("train.epochs.max=2", "train.epochs is not a mapping"),
+        ("epochs", "is not KEY=VALUE"),
+    ] {
+        facelab(ws.path())
+            .args(["train", "experiments/seed.yaml", "--set", set])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(named));
+    }
+    assert_eq!(
+        runs_json(ws.path()).len(),
+        1,
+        "a refused override records no run"
+    );
+}

@@ -90,7 +90,13 @@ enum Command {
         resize: ResizeMode,
     },
     /// Train a head as an experiment file describes; records the run in facelab.db.
-    Train { experiment: PathBuf },
+    Train {
+        experiment: PathBuf,
+        /// Override one key of the experiment, e.g. --set train.optimizer.lr=0.01 or --set
+        /// head.hidden=[512] (the value is YAML; checked like the file; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// List runs.
     Runs {
         /// Column to sort by, best first (newest, highest accuracy, lowest loss; names
@@ -208,7 +214,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Features { dir, resize } => features::run(&context, dir, resize),
         Command::Bench { what } => bench::run(&context, what),
         Command::Status => status::run(&context),
-        Command::Train { experiment } => train::run(&context, &experiment),
+        Command::Train {
+            experiment,
+            overrides,
+        } => train::run(&context, &experiment, &overrides),
         Command::Runs {
             sort,
             reverse,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use facelab::config::Experiment;
+use facelab::config::{Experiment, Override};
 use facelab::dataset::ExperimentData;
 use facelab::run::{self, RunEvents};
 use facelab::train::EpochMetrics;
@@ -53,8 +53,19 @@ pub fn format_epoch(m: &EpochMetrics) -> String {
     line
 }
 
-pub fn run(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
-    let experiment = Experiment::load(path)?;
+pub fn run(ctx: &Context, path: &Path, overrides: &[String]) -> anyhow::Result<ExitCode> {
+    let overrides = overrides
+        .iter()
+        .map(|text| {
+            Override::parse(text).map_err(|message| facelab::Error::Config {
+                path: path.to_owned(),
+                line: None,
+                key: "--set".into(),
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let experiment = Experiment::load_with(path, &overrides)?;
     let backbone = ctx.backbone()?;
     let mut events = PrintEpochs {
         epochs: experiment.config.train.epochs,

@@ -2,10 +2,11 @@
 //! and errors that name the file, the line where it can be found, the key and the value.
 //!
 //! `schema` holds the keys and defaults, `validate` the checks on values, `location` finds a
-//! key's line, and `diff` compares the configs of runs.
+//! key's line, `overrides` applies `--set KEY=VALUE`, and `diff` compares the configs of runs.
 
 mod diff;
 mod location;
+mod overrides;
 mod schema;
 mod validate;
 
@@ -16,7 +17,16 @@ use crate::fsutil::{limits, read_text_limited};
 
 pub use diff::{differing_keys, flatten_yaml};
 use location::line_of_key;
+pub use overrides::Override;
 pub use schema::*;
+
+/// Whether `key` (or a key above or below it) was set with `--set`.
+fn is_overridden(overridden: &[String], key: &str) -> bool {
+    let key = key.split('[').next().unwrap_or(key);
+    overridden
+        .iter()
+        .any(|o| o == key || key.starts_with(&format!("{o}.")) || o.starts_with(&format!("{key}.")))
+}
 
 /// A loaded, validated experiment and where it came from.
 #[derive(Debug, Clone)]
@@ -25,11 +35,19 @@ pub struct Experiment {
     /// The file's text, to point errors found later (e.g. in the dataset) at their line.
     pub text: String,
     pub config: ExperimentConfig,
+    /// Keys set on the command line rather than in the file (their errors say so).
+    pub overridden: Vec<String>,
 }
 
 impl Experiment {
     /// Reads, parses and validates an experiment file.
     pub fn load(path: &Path) -> Result<Experiment> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`Experiment::load`] with `overrides` applied to the file's document before it is
+    /// checked, so an overridden value is held to the same rules as a written one.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Experiment> {
         let text = read_text_limited(path, limits::TEXT).map_err(|e| Error::Config {
             path: path.to_owned(),
             line: None,
@@ -39,11 +57,16 @@ impl Experiment {
                 e.reason()
             ),
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, overrides)
     }
 
     /// Parses and validates YAML text; `path` names the file in errors and gives the default name.
     pub fn parse(path: &Path, text: &str) -> Result<Experiment> {
+        Self::parse_with(path, text, &[])
+    }
+
+    /// [`Experiment::parse`] with `overrides` applied (see [`Experiment::load_with`]).
+    pub fn parse_with(path: &Path, text: &str, overrides: &[Override]) -> Result<Experiment> {
         if let Some(line) = location::too_deep(text) {
             return Err(Error::Config {
                 path: path.to_owned(),
@@ -55,13 +78,37 @@ impl Experiment {
                 ),
             });
         }
-        let mut config: ExperimentConfig =
-            serde_norway::from_str(text).map_err(|e| Error::Config {
+        let file_error = |e: serde_norway::Error| Error::Config {
+            path: path.to_owned(),
+            line: e.location().map(|l| l.line()),
+            key: location::yaml_error_key(&e),
+            message: clip(e.to_string()),
+        };
+        let overridden: Vec<String> = overrides.iter().map(|o| o.key.clone()).collect();
+        // The file must be valid by itself; what fails after that, an override broke.
+        let mut config: ExperimentConfig = serde_norway::from_str(text).map_err(file_error)?;
+        if !overrides.is_empty() {
+            let mut document: serde_norway::Value =
+                serde_norway::from_str(text).map_err(file_error)?;
+            let set_error = |key: String, message: String| Error::Config {
                 path: path.to_owned(),
-                line: e.location().map(|l| l.line()),
-                key: location::yaml_error_key(&e),
-                message: clip(e.to_string()),
+                line: None,
+                key,
+                message: format!("{message} (set with --set)"),
+            };
+            for o in overrides {
+                o.apply(&mut document)
+                    .map_err(|message| set_error(o.key.clone(), message))?;
+            }
+            // Through text rather than `from_value`, whose errors do not name the key; the
+            // parser's position is in that text, not the file, so it is left out.
+            let merged = serde_norway::to_string(&document).expect("a YAML value serialises");
+            config = serde_norway::from_str(&merged).map_err(|e| {
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                set_error(location::yaml_error_key(&e), clip(message.to_owned()))
             })?;
+        }
         if config.name.is_none() {
             config.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
@@ -69,6 +116,7 @@ impl Experiment {
             path: path.to_owned(),
             text: text.to_owned(),
             config,
+            overridden,
         };
         if let Some((key, message)) = validate::first_invalid(&experiment.config) {
             return Err(experiment.error(&key, message));
@@ -79,6 +127,14 @@ impl Experiment {
     /// An error about `key` of this experiment, pointed at the key's line (or, for a key
     /// that is missing, at its closest written parent).
     pub fn error(&self, key: &str, message: String) -> Error {
+        if is_overridden(&self.overridden, key) {
+            return Error::Config {
+                path: self.path.clone(),
+                line: None,
+                key: key.to_owned(),
+                message: format!("{message} (set with --set)"),
+            };
+        }
         let parents =
             std::iter::successors(Some(key), |k| k.rsplit_once('.').map(|(parent, _)| parent));
         Error::Config {
