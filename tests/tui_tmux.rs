@@ -1,6 +1,6 @@
 //! The TUI end to end in a real terminal: tmux runs `facelab` on a workspace with two runs; the
-//! tests open a run, compare two, capture faces from a folder, and quit, reading the screen
-//! with capture-pane. Each tmux session is killed when its test ends, a failed one included.
+//! tests open a run, compare two, capture faces from a folder, edit an experiment in an editor,
+//! and quit, reading the screen with capture-pane. Each tmux session is killed when its test ends, a failed one included.
 
 mod common;
 
@@ -26,8 +26,13 @@ struct Session {
 
 impl Session {
     fn start(name: &str, workspace: &Path) -> Session {
+        Self::start_with(name, workspace, "")
+    }
+
+    /// [`Session::start`] with `env` (`NAME=value ...`) in facelab's environment.
+    fn start_with(name: &str, workspace: &Path, env: &str) -> Session {
         let command = format!(
-            "cd {} && FACELAB_WEIGHTS={} {}",
+            "cd {} && FACELAB_WEIGHTS={} {env} {}",
             workspace.display(),
             weights_path().display(),
             assert_cmd::cargo::cargo_bin("facelab").display()
@@ -221,5 +226,44 @@ fn capture_from_a_folder_in_the_terminal_saves_what_the_cli_saves() {
         .unwrap()
         .count();
     assert_eq!(saved, expected);
+    session.quit();
+}
+
+/// `e` on the Experiments screen hands the terminal to $EDITOR and takes it back: the keys typed
+/// meanwhile reach the editor (a script that reads a line from the terminal and appends it to
+/// the file), and the UI then says whether the edited file checks out.
+#[test]
+fn e_edits_an_experiment_in_the_editor_and_checks_it() {
+    let ws = tempfile::tempdir().unwrap();
+    let experiments = ws.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let file = experiments.join("only.yaml");
+    std::fs::write(&file, "data: {dir: facedata}\n").unwrap();
+    let editor = ws.path().join("edit.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'EDITOR OPEN\\n'\nread line\nprintf '%s\\n' \"$line\" >> \"$1\"\n",
+    )
+    .unwrap();
+    let env = format!("EDITOR='sh {}'", editor.display());
+    let session = Session::start_with("facelab-edit", ws.path(), &env);
+    session.wait_for("Runs");
+    session.keys(&["Tab"]);
+    session.wait_for("only.yaml");
+
+    session.keys(&["e"]);
+    session.wait_for("EDITOR OPEN");
+    session.type_text("name: renamed");
+    session.keys(&["Enter"]);
+    session.wait_for("only.yaml saved; it checks out");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text, "data: {dir: facedata}\nname: renamed\n");
+
+    session.keys(&["e"]);
+    session.wait_for("EDITOR OPEN");
+    session.type_text("bogus: 1");
+    session.keys(&["Enter"]);
+    let screen = session.wait_for("unknown field `bogus`");
+    assert!(screen.contains("only.yaml"), "{screen}");
     session.quit();
 }

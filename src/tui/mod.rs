@@ -5,10 +5,12 @@
 //! and draws. `ratatui::init` restores the terminal on every exit, a panic included.
 
 pub mod app;
+mod editor;
 mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facelab::capture::source::SourceSpec;
@@ -16,7 +18,7 @@ use facelab::jobs::{self, guarded, CancelHandle, CaptureControl};
 use facelab::run::{delete_run, mark_dead_runs, open_store, test_images};
 use facelab::store::RunStore;
 use facelab::workspace::Workspace;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{Event, KeyEventKind};
 use ratatui::Terminal;
 use ratatui_image::picker::Picker;
 
@@ -93,7 +95,8 @@ fn event_loop(
     mut image: ImageView,
 ) -> anyhow::Result<()> {
     let (tx, rx) = channel();
-    spawn_input_thread(tx.clone());
+    let gate = Arc::new(editor::InputGate::default());
+    spawn_input_thread(tx.clone(), Arc::clone(&gate));
     spawn_tick_thread(tx.clone());
     let store_tx = spawn_store_thread(ws.clone(), tx.clone());
     let mut runtime = Runtime {
@@ -113,6 +116,11 @@ fn event_loop(
         for msg in std::iter::once(first).chain(rx.try_iter()) {
             let reload = msg == Msg::Tick && (app.ticks + 1) % TICKS_PER_RELOAD == 0;
             for command in app.update(msg) {
+                if let Command::EditFile(file) = command {
+                    let outcome = editor::edit(terminal, &gate, &runtime.ws.root().join(&file))?;
+                    let _ = runtime.tx.send(Msg::Edited(file, outcome));
+                    continue;
+                }
                 runtime.execute(command);
             }
             if reload {
@@ -131,16 +139,16 @@ fn event_loop(
     }
 }
 
-fn spawn_input_thread(tx: Sender<Msg>) {
+fn spawn_input_thread(tx: Sender<Msg>, gate: Arc<editor::InputGate>) {
     std::thread::spawn(move || loop {
-        match event::read() {
-            Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => {
+        match gate.next_event() {
+            Ok(Some(Event::Key(key))) if key.kind == KeyEventKind::Press => {
                 if tx.send(Msg::Key(key)).is_err() {
                     return;
                 }
             }
             // A resize needs only a redraw, which any message brings.
-            Ok(Event::Resize(..)) => {
+            Ok(Some(Event::Resize(..))) => {
                 let _ = tx.send(Msg::Tick);
             }
             Ok(_) => {}

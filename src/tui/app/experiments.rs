@@ -64,6 +64,11 @@ impl ExperimentsState {
                     return Reaction::command(Command::StartTraining(path));
                 }
             }
+            KeyCode::Char('e') => {
+                if let Some(path) = self.files.get(self.selected).cloned() {
+                    return Reaction::command(Command::EditFile(path));
+                }
+            }
             KeyCode::Char('x') if self.running() => {
                 return Reaction::status("cancelling: the run stops after its current step")
                     .with_commands(vec![Command::CancelTraining])

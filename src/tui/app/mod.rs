@@ -179,6 +179,8 @@ pub enum Msg {
     PredictImages(Vec<PathBuf>),
     Predicted(Result<Prediction, String>),
     Capture(CaptureEvent),
+    /// The editor closed on an experiment file: whether the file still checks out.
+    Edited(PathBuf, Result<(), String>),
     Error(String),
 }
 
@@ -190,13 +192,18 @@ pub enum Command {
     LoadCompare(Vec<String>),
     ListExperiments,
     StartTraining(PathBuf),
+    /// Open a workspace-relative file in the user's editor, the UI suspended meanwhile.
+    EditFile(PathBuf),
     CancelTraining,
     DeleteRun(String),
     SetTags(String, Vec<String>),
     SetNotes(String, String),
     ListPredictImages(String),
     Predict(String, PathBuf),
-    StartCapture { person: String, source: SourceSpec },
+    StartCapture {
+        person: String,
+        source: SourceSpec,
+    },
     Capture(CaptureControl),
 }
 
@@ -223,6 +230,13 @@ impl App {
             Msg::PredictImages(images) => self.predict.images_listed(images),
             Msg::Predicted(result) => self.predict.predicted(result),
             Msg::Capture(event) => self.capture.on_event(event),
+            Msg::Edited(path, outcome) => {
+                self.status = match outcome {
+                    Ok(()) => format!("{} saved; it checks out", path.display()),
+                    Err(e) => e,
+                };
+                return vec![Command::ListExperiments];
+            }
             Msg::Error(e) => self.status = e,
         }
         Vec::new()

@@ -165,6 +165,29 @@ fn a_training_job_runs_once_at_a_time_and_can_be_cancelled() {
 }
 
 #[test]
+fn e_edits_the_selected_experiment_and_the_outcome_is_the_status() {
+    let mut app = app_with_runs();
+    app.update(key(KeyCode::Tab));
+    app.update(Msg::ExperimentsListed(vec![
+        "experiments/a.yaml".into(),
+        "experiments/b.yaml".into(),
+    ]));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.update(key(KeyCode::Char('e'))),
+        vec![Command::EditFile("experiments/b.yaml".into())]
+    );
+    let after = app.update(Msg::Edited(
+        "experiments/b.yaml".into(),
+        Err("experiments/b.yaml:3: head.hidden: bad".into()),
+    ));
+    assert_eq!(after, vec![Command::ListExperiments]);
+    assert_eq!(app.status, "experiments/b.yaml:3: head.hidden: bad");
+    app.update(Msg::Edited("experiments/b.yaml".into(), Ok(())));
+    assert_eq!(app.status, "experiments/b.yaml saved; it checks out");
+}
+
+#[test]
 fn reloading_keeps_the_selected_run() {
     let mut app = app_with_runs();
     app.update(key(KeyCode::Char('j')));

@@ -149,6 +149,7 @@ pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
         Screen::Experiments => &[
             ("↑↓/jk", "move"),
             ("Enter", "start a run"),
+            ("e", "edit in $EDITOR"),
             ("x", "cancel the run"),
             ("Esc", "back"),
             ("Tab", "next screen"),
