@@ -97,6 +97,17 @@ pub fn test_images(ws: &Workspace, run: &RunRecord) -> Result<Vec<PathBuf>> {
     Ok(ExperimentData::load(ws.root(), &experiment)?.evaluation_images())
 }
 
+/// Copies a run's resolved config (what it actually ran with) to [`Workspace::rerun_file`], to
+/// be edited and trained again as an experiment; returns that file.
+pub fn rerun_file(ws: &Workspace, run: &RunRecord) -> Result<PathBuf> {
+    let file = ws.rerun_file(&run.id);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    crate::fsutil::write_atomically(&file, run.config_yaml.as_bytes())?;
+    Ok(file)
+}
+
 /// A run is alive while some process holds the lock file in its model folder.
 fn run_is_alive(run_dir: &Path) -> bool {
     match File::open(run_dir.join(LOCK_FILE)) {

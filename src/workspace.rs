@@ -54,6 +54,14 @@ impl Workspace {
         self.root.join("facelab.db")
     }
 
+    /// Where a run's resolved config is copied to be edited and run again:
+    /// `models/reruns/<run-id>.yaml`.
+    pub fn rerun_file(&self, run_id: &str) -> PathBuf {
+        self.models_dir()
+            .join("reruns")
+            .join(format!("{run_id}.yaml"))
+    }
+
     /// A run's saved head, its checkpoints and resolved config: `models/<run-id>/`.
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.models_dir().join(run_id)

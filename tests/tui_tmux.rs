@@ -267,3 +267,47 @@ fn e_edits_an_experiment_in_the_editor_and_checks_it() {
     assert!(screen.contains("only.yaml"), "{screen}");
     session.quit();
 }
+
+/// `R` on a run copies its resolved config to the editor and trains the edited copy: the editor
+/// (a script) changes the epochs from 2 to 1, and a new run with one epoch appears.
+#[test]
+fn capital_r_runs_an_edited_copy_of_a_runs_config() {
+    let ws = tempfile::tempdir().unwrap();
+    for person in ["s01", "s02"] {
+        for split in ["train", "test"] {
+            copy_dir(
+                &shared().join("facedata/seed").join(split).join(person),
+                &ws.path().join("facedata").join(split).join(person),
+            );
+        }
+    }
+    std::fs::create_dir_all(ws.path().join("experiments")).unwrap();
+    let first = train(ws.path(), 2);
+    let editor = ws.path().join("edit.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/^  epochs: 2$/  epochs: 1/' \"$1\"\n",
+    )
+    .unwrap();
+    let env = format!("EDITOR='sh {}'", editor.display());
+    let session = Session::start_with("facelab-rerun", ws.path(), &env);
+    session.wait_for(&first);
+    session.keys(&["R"]);
+    session.wait_for("epoch 1/1");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("facelab"))
+        .current_dir(ws.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let epochs: Vec<u64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epochs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs.len(), 2, "{runs}");
+    assert!(epochs.contains(&1) && epochs.contains(&2), "{runs}");
+    session.quit();
+}

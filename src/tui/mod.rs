@@ -121,6 +121,17 @@ fn event_loop(
                     let _ = runtime.tx.send(Msg::Edited(file, outcome));
                     continue;
                 }
+                if let Command::EditRerun(run_id) = command {
+                    let msg = match rerun_file(&runtime.ws, &run_id) {
+                        Ok(file) => {
+                            let outcome = editor::edit(terminal, &gate, &file)?;
+                            Msg::RerunEdited(file, outcome)
+                        }
+                        Err(e) => Msg::Error(e.to_string()),
+                    };
+                    let _ = runtime.tx.send(msg);
+                    continue;
+                }
                 runtime.execute(command);
             }
             if reload {
@@ -155,6 +166,12 @@ fn spawn_input_thread(tx: Sender<Msg>, gate: Arc<editor::InputGate>) {
             Err(_) => return,
         }
     });
+}
+
+/// Writes a run's resolved config where it is edited for a re-run (see [`facelab::run::rerun_file`]).
+fn rerun_file(ws: &Workspace, run_id: &str) -> facelab::Result<PathBuf> {
+    let store = open_store(ws)?;
+    facelab::run::rerun_file(ws, &store.run(run_id)?)
 }
 
 fn spawn_tick_thread(tx: Sender<Msg>) {

@@ -46,7 +46,7 @@ impl ExperimentsState {
         self.selected = self.selected.min(self.files.len().saturating_sub(1));
     }
 
-    fn running(&self) -> bool {
+    pub fn running(&self) -> bool {
         self.job.as_ref().is_some_and(|j| j.outcome.is_none())
     }
 

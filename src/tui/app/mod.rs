@@ -181,6 +181,8 @@ pub enum Msg {
     Capture(CaptureEvent),
     /// The editor closed on an experiment file: whether the file still checks out.
     Edited(PathBuf, Result<(), String>),
+    /// The editor closed on a copy of a run's config (see [`Command::EditRerun`]).
+    RerunEdited(PathBuf, Result<(), String>),
     Error(String),
 }
 
@@ -194,6 +196,8 @@ pub enum Command {
     StartTraining(PathBuf),
     /// Open a workspace-relative file in the user's editor, the UI suspended meanwhile.
     EditFile(PathBuf),
+    /// Open a copy of a run's resolved config in the editor, then train it if it checks out.
+    EditRerun(String),
     CancelTraining,
     DeleteRun(String),
     SetTags(String, Vec<String>),
@@ -237,6 +241,7 @@ impl App {
                 };
                 return vec![Command::ListExperiments];
             }
+            Msg::RerunEdited(path, outcome) => return self.rerun(path, outcome),
             Msg::Error(e) => self.status = e,
         }
         Vec::new()
@@ -290,10 +295,33 @@ impl App {
     }
 
     fn on_detail_key(&mut self, key: KeyEvent) -> Reaction {
-        if key.code == KeyCode::Backspace {
-            self.screen = Screen::Runs;
+        match key.code {
+            KeyCode::Backspace => self.screen = Screen::Runs,
+            KeyCode::Char('R') => {
+                if let Some(detail) = &self.detail {
+                    return Reaction::command(Command::EditRerun(detail.run.id.clone()));
+                }
+            }
+            _ => {}
         }
         Reaction::default()
+    }
+
+    /// After the editor closed on a run's config: train it on the Experiments screen, or say
+    /// what is wrong with it.
+    fn rerun(&mut self, file: PathBuf, outcome: Result<(), String>) -> Vec<Command> {
+        match outcome {
+            Err(e) => self.status = e,
+            Ok(()) if self.experiments.running() => {
+                self.status = "a run is already going; x on Experiments cancels it".into();
+            }
+            Ok(()) => {
+                self.screen = Screen::Experiments;
+                self.experiments.job = Some(experiments::JobView::new(file.clone()));
+                return vec![Command::StartTraining(file)];
+            }
+        }
+        Vec::new()
     }
 
     fn on_compare_key(&mut self, key: KeyEvent) -> Reaction {

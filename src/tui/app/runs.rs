@@ -149,6 +149,7 @@ impl RunsState {
                     run.id
                 ))
             }
+            KeyCode::Char('R') => Reaction::command(Command::EditRerun(run.id)),
             KeyCode::Char('t') => Reaction::prompt(Field::Tags(run.id), &run.tags.join(", ")),
             KeyCode::Char('n') => Reaction::prompt(
                 Field::Notes(run.id),

@@ -188,6 +188,30 @@ fn e_edits_the_selected_experiment_and_the_outcome_is_the_status() {
 }
 
 #[test]
+fn capital_r_edits_a_runs_config_and_trains_it_when_it_checks_out() {
+    let mut app = app_with_runs();
+    // The newest run is selected.
+    assert_eq!(
+        app.update(key(KeyCode::Char('R'))),
+        vec![Command::EditRerun("bbbb2222".into())]
+    );
+    let file = PathBuf::from("models/reruns/bbbb2222.yaml");
+    assert!(app
+        .update(Msg::RerunEdited(file.clone(), Err("bad: it".into())))
+        .is_empty());
+    assert_eq!(app.status, "bad: it");
+    assert_eq!(app.screen, Screen::Runs);
+    assert_eq!(
+        app.update(Msg::RerunEdited(file.clone(), Ok(()))),
+        vec![Command::StartTraining(file.clone())]
+    );
+    assert_eq!(app.screen, Screen::Experiments);
+    // While that run goes, another re-run is refused.
+    assert!(app.update(Msg::RerunEdited(file, Ok(()))).is_empty());
+    assert!(app.status.contains("already going"), "{}", app.status);
+}
+
+#[test]
 fn reloading_keeps_the_selected_run() {
     let mut app = app_with_runs();
     app.update(key(KeyCode::Char('j')));

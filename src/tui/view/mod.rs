@@ -138,9 +138,14 @@ pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
             ("t", "tags"),
             ("n", "notes"),
             ("d", "delete"),
+            ("R", "edit config, run again"),
             ("Tab", "next screen"),
         ],
-        Screen::Detail => &[("Esc", "back"), ("Tab", "next screen")],
+        Screen::Detail => &[
+            ("R", "edit config, run again"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
         Screen::Compare => &[
             ("a", "all keys / differing keys"),
             ("Esc", "back"),
