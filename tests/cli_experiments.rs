@@ -28,6 +28,11 @@ fn seed_workspace() -> tempfile::TempDir {
     ws
 }
 
+/// The stdout of a command that must succeed.
+fn stdout_of(cmd: &mut Command) -> String {
+    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+}
+
 fn runs_json(ws: &Path) -> Vec<serde_json::Value> {
     let out = facelab(ws)
         .args(["runs", "--json"])
@@ -54,14 +59,7 @@ fn run_id_from(stdout: &str) -> String {
 #[test]
 fn seed_experiment_reaches_full_test_accuracy_and_is_recorded() {
     let ws = seed_workspace();
-    let out = facelab(ws.path())
-        .args(["train", "experiments/seed.yaml"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8(out).unwrap();
+    let out = stdout_of(facelab(ws.path()).args(["train", "experiments/seed.yaml"]));
     assert!(out.contains("test accuracy 1.0000"), "{out}");
     assert_eq!(
         out.lines().filter(|l| l.starts_with("epoch ")).count(),
@@ -335,14 +333,8 @@ fn runs_sort_by_any_column_and_an_unknown_column_lists_them() {
 #[test]
 fn bench_experiment_times_a_cold_and_a_warm_run_away_from_the_workspace() {
     let ws = seed_workspace();
-    let out = facelab(ws.path())
-        .args(["bench", "experiment", "experiments/seed.yaml"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let stdout = String::from_utf8(out).unwrap();
+    let stdout =
+        stdout_of(facelab(ws.path()).args(["bench", "experiment", "experiments/seed.yaml"]));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let seconds = |line: &str, name: &str| -> f64 {
@@ -394,19 +386,14 @@ fn bench_augment_times_copies_of_the_training_images() {
 #[test]
 fn set_overrides_keys_checks_them_like_the_file_and_records_them() {
     let ws = seed_workspace();
-    let out = facelab(ws.path())
-        .args(["train", "experiments/seed.yaml", "--set", "train.epochs=1"])
-        .args(["--set", "head.hidden=[64]"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let stdout = String::from_utf8(out).unwrap();
+    let stdout = stdout_of(
+        facelab(ws.path())
+            .args(["train", "experiments/seed.yaml", "--set", "train.epochs=1"])
+            .args(["--set", "head.hidden=[64]"]),
+    );
     assert!(stdout.contains("epoch 1/1"), "{stdout}");
     let run = run_id_from(&stdout);
-    let shown = facelab(ws.path()).args(["show", &run]).assert().success();
-    let shown = String::from_utf8(shown.get_output().stdout.clone()).unwrap();
+    let shown = stdout_of(facelab(ws.path()).args(["show", &run]));
     assert!(shown.contains("  hidden:\n  - 64\n"), "{shown}");
     assert!(shown.contains("  epochs: 1\n"), "{shown}");
 

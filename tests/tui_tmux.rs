@@ -125,19 +125,24 @@ fn train(ws: &Path, epochs: usize) -> String {
     line.split_whitespace().nth(1).unwrap().to_owned()
 }
 
-#[test]
-fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
+/// A workspace with two of the seed's people and an empty experiments folder.
+fn two_people_workspace() -> tempfile::TempDir {
     let ws = tempfile::tempdir().unwrap();
-    let data = ws.path().join("facedata");
     for split in ["train", "test"] {
         for person in ["s01", "s02"] {
             copy_dir(
                 &shared().join("facedata/seed").join(split).join(person),
-                &data.join(split).join(person),
+                &ws.path().join("facedata").join(split).join(person),
             );
         }
     }
     std::fs::create_dir_all(ws.path().join("experiments")).unwrap();
+    ws
+}
+
+#[test]
+fn open_a_run_compare_two_and_quit_in_a_real_terminal() {
+    let ws = two_people_workspace();
     let first = train(ws.path(), 2);
     let second = train(ws.path(), 4);
 
@@ -272,16 +277,7 @@ fn e_edits_an_experiment_in_the_editor_and_checks_it() {
 /// (a script) changes the epochs from 2 to 1, and a new run with one epoch appears.
 #[test]
 fn capital_r_runs_an_edited_copy_of_a_runs_config() {
-    let ws = tempfile::tempdir().unwrap();
-    for person in ["s01", "s02"] {
-        for split in ["train", "test"] {
-            copy_dir(
-                &shared().join("facedata/seed").join(split).join(person),
-                &ws.path().join("facedata").join(split).join(person),
-            );
-        }
-    }
-    std::fs::create_dir_all(ws.path().join("experiments")).unwrap();
+    let ws = two_people_workspace();
     let first = train(ws.path(), 2);
     let editor = ws.path().join("edit.sh");
     std::fs::write(

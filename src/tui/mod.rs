@@ -122,12 +122,19 @@ fn event_loop(
                     continue;
                 }
                 if let Command::EditRerun(run_id) = command {
-                    let msg = match rerun_file(&runtime.ws, &run_id) {
+                    // The app holds the run's record, resolved config included.
+                    let written = app
+                        .run_record(&run_id)
+                        .ok_or_else(|| format!("run {run_id} is no longer listed"))
+                        .and_then(|run| {
+                            facelab::run::rerun_file(&runtime.ws, run).map_err(|e| e.to_string())
+                        });
+                    let msg = match written {
                         Ok(file) => {
                             let outcome = editor::edit(terminal, &gate, &file)?;
                             Msg::RerunEdited(file, outcome)
                         }
-                        Err(e) => Msg::Error(e.to_string()),
+                        Err(e) => Msg::Error(e),
                     };
                     let _ = runtime.tx.send(msg);
                     continue;
@@ -166,12 +173,6 @@ fn spawn_input_thread(tx: Sender<Msg>, gate: Arc<editor::InputGate>) {
             Err(_) => return,
         }
     });
-}
-
-/// Writes a run's resolved config where it is edited for a re-run (see [`facelab::run::rerun_file`]).
-fn rerun_file(ws: &Workspace, run_id: &str) -> facelab::Result<PathBuf> {
-    let store = open_store(ws)?;
-    facelab::run::rerun_file(ws, &store.run(run_id)?)
 }
 
 fn spawn_tick_thread(tx: Sender<Msg>) {

@@ -216,6 +216,15 @@ impl App {
         self.runs.selected_run()
     }
 
+    /// A run the app holds: in the runs table, or open on the detail screen.
+    pub fn run_record(&self, id: &str) -> Option<&RunRecord> {
+        self.runs
+            .all
+            .iter()
+            .chain(self.detail.as_ref().map(|d| &d.run))
+            .find(|r| r.id == id)
+    }
+
     pub fn update(&mut self, msg: Msg) -> Vec<Command> {
         match msg {
             Msg::Key(key) => return self.on_key(key),
