@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Validation;
 use crate::error::{Error, Result};
 
 /// Extensions facelab reads as images (lower case).
@@ -286,4 +287,101 @@ fn split_people(
         }
     }
     (train, test)
+}
+
+/// The validation sets drawn from `train` (indices into it), stratified per person: each
+/// person's images are shuffled (seeded) and then dealt round the folds, each person starting
+/// where the previous one stopped, so fold sizes differ by at most one. `Folds(k)` gives k
+/// disjoint sets covering every image; `Fraction(f)` one set with `f` of each person's images
+/// (rounded, at least one of a person who has two or more, never all of them).
+pub fn validation_sets(
+    train: &[LabeledImage],
+    validation: Validation,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let classes = train.iter().map(|i| i.class + 1).max().unwrap_or(0);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (index, image) in train.iter().enumerate() {
+        by_class[image.class].push(index);
+    }
+    match validation {
+        Validation::Folds(k) => {
+            let mut folds = vec![Vec::new(); k];
+            let mut next = 0;
+            for mut members in by_class {
+                members.shuffle(&mut rng);
+                for index in members {
+                    folds[next % k].push(index);
+                    next += 1;
+                }
+            }
+            folds.iter_mut().for_each(|f| f.sort_unstable());
+            folds
+        }
+        Validation::Fraction(fraction) => {
+            let mut held_out = Vec::new();
+            for mut members in by_class {
+                members.shuffle(&mut rng);
+                let n = members.len();
+                let n_val = if n < 2 {
+                    0
+                } else {
+                    ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+                };
+                held_out.extend_from_slice(&members[..n_val]);
+            }
+            held_out.sort_unstable();
+            vec![held_out]
+        }
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn images(per_class: &[usize]) -> Vec<LabeledImage> {
+        per_class
+            .iter()
+            .enumerate()
+            .flat_map(|(class, &n)| {
+                (0..n).map(move |i| LabeledImage {
+                    path: PathBuf::from(format!("{class}/{i}.png")),
+                    class,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folds_partition_the_images_evenly_and_per_person() {
+        let train = images(&[5, 5, 7, 3]);
+        let folds = validation_sets(&train, Validation::Folds(5), 7);
+        let mut all: Vec<usize> = folds.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..train.len()).collect::<Vec<_>>());
+        let sizes: Vec<usize> = folds.iter().map(Vec::len).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        // A person with 5 images has one in each of the 5 folds.
+        for fold in &folds {
+            assert_eq!(fold.iter().filter(|&&i| train[i].class == 0).count(), 1);
+        }
+        assert_eq!(folds, validation_sets(&train, Validation::Folds(5), 7));
+        assert_ne!(folds, validation_sets(&train, Validation::Folds(5), 8));
+    }
+
+    #[test]
+    fn a_fraction_holds_out_some_of_every_person_with_two_or_more() {
+        let train = images(&[10, 2, 1]);
+        let sets = validation_sets(&train, Validation::Fraction(0.2), 1);
+        assert_eq!(sets.len(), 1);
+        let per_class = |c| sets[0].iter().filter(|&&i| train[i].class == c).count();
+        assert_eq!((per_class(0), per_class(1), per_class(2)), (2, 1, 0));
+    }
 }

@@ -63,6 +63,10 @@ pub enum Error {
     #[error("training cancelled")]
     Cancelled,
 
+    /// A sweep's pruner stopped the trial: it was doing worse than earlier trials.
+    #[error("pruned at epoch {epoch}: worse than the median of earlier trials at that epoch")]
+    Pruned { epoch: usize },
+
     /// The loss stopped being a number: the learning rate is too high for this head and data.
     #[error("loss became {value} at epoch {epoch}, step {step}: training diverged; lower train.optimizer.lr")]
     Diverged {

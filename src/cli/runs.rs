@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use facelab::run::{delete_run, open_store};
-use facelab::store::{sort_runs, RunColumn, RunRecord};
+use facelab::store::{sort_runs, RunColumn, RunRecord, SelectionKind};
 use serde_json::json;
 
 use super::train::format_epoch;
@@ -101,8 +101,14 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         run.started_at,
         run.ended_at.as_deref().unwrap_or("-")
     );
+    if let Some(selection) = &run.selection {
+        println!("{} (selection)", selection.summary());
+    }
     if let Some(acc) = run.test_accuracy {
         println!("test accuracy {acc:.4}");
+    }
+    if let Some(trial) = &run.sweep {
+        println!("trial {} of sweep {}", trial.number, trial.sweep_id);
     }
     if let Some(e) = run.best_epoch {
         println!("best epoch {e}");
@@ -110,7 +116,13 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     if let Some(err) = &run.error {
         println!("error: {}", clean_lines(err));
     }
-    println!("\nepochs:");
+    match run.selection.map(|s| s.kind) {
+        Some(SelectionKind::Cv) => {
+            println!("\nepochs (val_* are means over the validation folds):")
+        }
+        Some(SelectionKind::Val) => println!("\nepochs (val_* on the held-out validation images):"),
+        None => println!("\nepochs:"),
+    }
     for m in store.epochs(&run.id)? {
         println!("  {:>3}  {}", m.epoch, format_epoch(&m));
     }

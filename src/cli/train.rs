@@ -91,6 +91,9 @@ pub fn run(ctx: &Context, path: &Path, overrides: &[String]) -> anyhow::Result<E
     let best = summary
         .best_epoch
         .map_or(String::new(), |e| format!(", best epoch {e}"));
+    if let Some(selection) = &summary.selection {
+        println!("{} (selection)", selection.summary());
+    }
     match summary.test_accuracy {
         Some(acc) => println!("test accuracy {acc:.4}{best}"),
         None => println!("no test images, so no test accuracy{best}"),

@@ -43,6 +43,9 @@ pub struct DataConfig {
     /// Instead of `train`/`test`: split `dir`'s person folders.
     #[serde(default)]
     pub split: Option<SplitConfig>,
+    /// Validation images held out of the training images, for honest model selection.
+    #[serde(default)]
+    pub validation: Option<ValidationConfig>,
     #[serde(default = "default_resize")]
     pub resize: ResizeMode,
     /// Display names by folder name.
@@ -56,6 +59,39 @@ pub struct SplitConfig {
     pub test_fraction: f64,
     #[serde(default)]
     pub seed: u64,
+}
+
+/// Held-out validation within the training images, per person (stratified): `folds: k` for
+/// k-fold cross-validation (`cv_*` metrics, the mean over folds) or `fraction` for one held-out
+/// share (`val_*` metrics). Either way the test set is used once, after training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Shuffles each person's images before they are dealt to folds.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// How the training images are split for validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Validation {
+    Folds(usize),
+    Fraction(f64),
+}
+
+impl ValidationConfig {
+    /// The split asked for; `None` until validation has checked that exactly one is given.
+    pub fn kind(&self) -> Option<Validation> {
+        match (self.folds, self.fraction) {
+            (Some(k), None) => Some(Validation::Folds(k)),
+            (None, Some(f)) => Some(Validation::Fraction(f)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Values that parse but make no sense (a negative learning rate, a batch of 0, a hidden layer
 //! of 0 units), found after parsing and reported against the key that holds them.
 
-use super::schema::{ExperimentConfig, OptimizerConfig};
+use super::schema::{ExperimentConfig, OptimizerConfig, Validation, ValidationConfig};
 
 /// The first value that parses but makes no sense, as (key path, message).
 pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
@@ -30,6 +30,11 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
                 "data.split.test_fraction",
                 format!("{} is not between 0 and 1 (exclusive)", split.test_fraction),
             );
+        }
+    }
+    if let Some(v) = &d.validation {
+        if let Some(problem) = validation_problem(v) {
+            return Some(problem);
         }
     }
     if let Some(i) = c.head.hidden.iter().position(|&h| h == 0) {
@@ -163,5 +168,27 @@ fn not_a_size(value: f64) -> &'static str {
         "is not finite"
     } else {
         "is negative"
+    }
+}
+
+fn validation_problem(v: &ValidationConfig) -> Option<(String, String)> {
+    match (v.kind(), v.folds, v.fraction) {
+        (None, None, None) => Some((
+            "data.validation".into(),
+            "give folds (e.g. {folds: 5}) or fraction (e.g. {fraction: 0.2})".into(),
+        )),
+        (None, _, _) => Some((
+            "data.validation".into(),
+            "give either folds or fraction, not both".into(),
+        )),
+        (Some(Validation::Folds(k)), _, _) if k < 2 => Some((
+            "data.validation.folds".into(),
+            format!("{k}: cross-validation needs at least 2 folds"),
+        )),
+        (Some(Validation::Fraction(f)), _, _) if !(f > 0.0 && f < 1.0) => Some((
+            "data.validation.fraction".into(),
+            format!("{f} is not between 0 and 1 (exclusive)"),
+        )),
+        _ => None,
     }
 }

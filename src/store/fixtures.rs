@@ -30,6 +30,8 @@ pub fn finished_run(id: &str, experiment: &str, val_acc: f64, started: &str) -> 
         error: None,
         tags: vec!["baseline".into()],
         notes: None,
+        selection: None,
+        sweep: None,
         config_yaml: format!("name: {experiment}\n"),
     }
 }
@@ -47,6 +49,7 @@ pub fn fill_with_runs(store: &RunStore, runs: usize) -> Result<()> {
                 dataset_hash: "d".into(),
                 weights_hash: "w".into(),
                 seed: i as u64,
+                trial: None,
             })?;
             for epoch in 1..=3 {
                 let f = (i % 100) as f64 / 100.0;
@@ -66,6 +69,7 @@ pub fn fill_with_runs(store: &RunStore, runs: usize) -> Result<()> {
                 &id,
                 &RunResult {
                     best_epoch: Some(3),
+                    selection: None,
                     test_accuracy: Some(0.9),
                     confusion: None,
                 },

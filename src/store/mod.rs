@@ -31,6 +31,8 @@ pub enum RunStatus {
     Finished,
     Failed,
     Interrupted,
+    /// Stopped by a sweep's pruner: its epochs were worse than the median of earlier trials.
+    Pruned,
 }
 
 impl RunStatus {
@@ -40,6 +42,7 @@ impl RunStatus {
             RunStatus::Finished => "finished",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Pruned => "pruned",
         }
     }
 
@@ -48,6 +51,7 @@ impl RunStatus {
             "running" => RunStatus::Running,
             "finished" => RunStatus::Finished,
             "failed" => RunStatus::Failed,
+            "pruned" => RunStatus::Pruned,
             _ => RunStatus::Interrupted,
         }
     }
@@ -63,6 +67,8 @@ pub struct NewRun {
     pub dataset_hash: String,
     pub weights_hash: String,
     pub seed: u64,
+    /// The sweep trial this run is, linked in the same transaction that creates it.
+    pub trial: Option<TrialOf>,
 }
 
 /// A run as stored, with figures derived from its epochs.
@@ -89,8 +95,65 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub tags: Vec<String>,
     pub notes: Option<String>,
+    /// The validation figures the run is selected by, when its experiment holds out images.
+    pub selection: Option<Selection>,
+    /// The sweep and trial number, when the run is a sweep's trial.
+    pub sweep: Option<TrialOf>,
     #[serde(skip)]
     pub config_yaml: String,
+}
+
+/// Where a run's selection figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectionKind {
+    /// The mean over cross-validation folds (`data.validation.folds`).
+    Cv,
+    /// One held-out share of the training images (`data.validation.fraction`).
+    Val,
+}
+
+impl SelectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionKind::Cv => "cv",
+            SelectionKind::Val => "val",
+        }
+    }
+
+    fn parse(s: &str) -> Option<SelectionKind> {
+        match s {
+            "cv" => Some(SelectionKind::Cv),
+            "val" => Some(SelectionKind::Val),
+            _ => None,
+        }
+    }
+}
+
+/// Validation loss and accuracy at the epoch a run chose (never test figures).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Selection {
+    pub kind: SelectionKind,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl Selection {
+    /// `cv accuracy 0.9500, cv loss 0.1234`: how the CLI and the TUI show it.
+    pub fn summary(&self) -> String {
+        let kind = self.kind.as_str();
+        format!(
+            "{kind} accuracy {:.4}, {kind} loss {:.4}",
+            self.accuracy, self.loss
+        )
+    }
+}
+
+/// A run's place in a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialOf {
+    pub sweep_id: String,
+    pub number: usize,
 }
 
 impl RunRecord {
@@ -109,6 +172,7 @@ impl RunRecord {
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub best_epoch: Option<usize>,
+    pub selection: Option<Selection>,
     pub test_accuracy: Option<f64>,
     /// Test-set confusion matrix with class folder names and display labels.
     pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
@@ -127,6 +191,25 @@ pub struct StoredConfusion {
 pub struct RunStore {
     conn: Connection,
     path: PathBuf,
+}
+
+/// One store connection shared by the threads of a process (a sweep's parallel trials): every
+/// write goes through it in turn, so the threads never contend for SQLite's write lock.
+pub struct SharedStore(std::sync::Mutex<RunStore>);
+
+impl SharedStore {
+    pub fn new(store: RunStore) -> Self {
+        SharedStore(std::sync::Mutex::new(store))
+    }
+
+    /// The store, for one short piece of work.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, RunStore> {
+        // A thread that panicked mid-write left its transaction to roll back; the
+        // connection itself is still good.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl RunStore {
@@ -165,6 +248,10 @@ impl RunStore {
     }
 
     pub fn create_run(&self, run: &NewRun) -> Result<()> {
+        self.in_transaction(|s| s.insert_run(run))
+    }
+
+    fn insert_run(&self, run: &NewRun) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO runs (id, experiment, config_yaml, config_hash, dataset_hash, weights_hash, seed, status, started_at)
@@ -181,6 +268,14 @@ impl RunStore {
                 ],
             )
             .map_err(self.err())?;
+        if let Some(trial) = &run.trial {
+            self.conn
+                .execute(
+                    "UPDATE trials SET run_id = ?3 WHERE sweep_id = ?1 AND number = ?2",
+                    params![trial.sweep_id, trial.number as i64, run.id],
+                )
+                .map_err(self.err())?;
+        }
         Ok(())
     }
 
@@ -207,8 +302,17 @@ impl RunStore {
             let err = s.err();
             s.conn
                 .execute(
-                    "UPDATE runs SET status = 'finished', ended_at = ?2, best_epoch = ?3, test_accuracy = ?4 WHERE id = ?1",
-                    params![run_id, now(), result.best_epoch.map(|e| e as i64), result.test_accuracy],
+                    "UPDATE runs SET status = 'finished', ended_at = ?2, best_epoch = ?3, test_accuracy = ?4,
+                     selection_kind = ?5, selection_loss = ?6, selection_accuracy = ?7 WHERE id = ?1",
+                    params![
+                        run_id,
+                        now(),
+                        result.best_epoch.map(|e| e as i64),
+                        result.test_accuracy,
+                        result.selection.map(|s| s.kind.as_str()),
+                        result.selection.map(|s| s.loss),
+                        result.selection.map(|s| s.accuracy)
+                    ],
                 )
                 .map_err(&err)?;
             let Some((matrix, classes, labels)) = &result.confusion else {
@@ -316,8 +420,9 @@ impl RunStore {
                     (SELECT val_loss FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
                     (SELECT val_accuracy FROM epochs e WHERE e.run_id = r.id ORDER BY epoch DESC LIMIT 1),
                     (SELECT MIN(val_loss) FROM epochs e WHERE e.run_id = r.id),
-                    (SELECT MAX(val_accuracy) FROM epochs e WHERE e.run_id = r.id)
-             FROM runs r {tail}"
+                    (SELECT MAX(val_accuracy) FROM epochs e WHERE e.run_id = r.id),
+                    r.selection_kind, r.selection_loss, r.selection_accuracy, t.sweep_id, t.number
+             FROM runs r LEFT JOIN trials t ON t.run_id = r.id {tail}"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
         let rows = stmt
@@ -350,6 +455,30 @@ impl RunStore {
                     val_accuracy: r.get(19)?,
                     best_val_loss: r.get(20)?,
                     best_val_accuracy: r.get(21)?,
+                    selection: match (
+                        r.get::<_, Option<String>>(22)?
+                            .as_deref()
+                            .and_then(SelectionKind::parse),
+                        r.get::<_, Option<f64>>(23)?,
+                        r.get::<_, Option<f64>>(24)?,
+                    ) {
+                        (Some(kind), Some(loss), Some(accuracy)) => Some(Selection {
+                            kind,
+                            loss,
+                            accuracy,
+                        }),
+                        _ => None,
+                    },
+                    sweep: match (
+                        r.get::<_, Option<String>>(25)?,
+                        r.get::<_, Option<i64>>(26)?,
+                    ) {
+                        (Some(sweep_id), Some(number)) => Some(TrialOf {
+                            sweep_id,
+                            number: number as usize,
+                        }),
+                        _ => None,
+                    },
                 })
             })
             .map_err(self.err())?;

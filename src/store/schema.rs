@@ -1,7 +1,7 @@
 //! The store's schema as an ordered list of migrations; `PRAGMA user_version` records how many
 //! have run. Append new migrations; never edit a released one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: runs, their epochs, per-class figures and confusion cells.
@@ -53,17 +53,88 @@ pub const MIGRATIONS: &[&str] = &[
     // 2: when a run was last known alive (its last epoch), so a run whose process died gets
     // that as its end time rather than the moment the next command noticed.
     "ALTER TABLE runs ADD COLUMN alive_at TEXT;",
+    // 3: sweeps and their trials; runs gain the status `pruned` (a CHECK constraint cannot be
+    // altered, so the table is rebuilt) and the validation figures they were selected by.
+    "CREATE TABLE runs_v3 (
+        id TEXT PRIMARY KEY,
+        experiment TEXT NOT NULL,
+        config_yaml TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        dataset_hash TEXT NOT NULL,
+        weights_hash TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'interrupted', 'pruned')),
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        best_epoch INTEGER,
+        test_accuracy REAL,
+        error TEXT,
+        tags TEXT NOT NULL DEFAULT '',
+        notes TEXT,
+        alive_at TEXT,
+        selection_kind TEXT CHECK (selection_kind IN ('cv', 'val')),
+        selection_loss REAL,
+        selection_accuracy REAL
+    );
+    INSERT INTO runs_v3 (id, experiment, config_yaml, config_hash, dataset_hash, weights_hash, seed,
+        status, started_at, ended_at, best_epoch, test_accuracy, error, tags, notes, alive_at)
+    SELECT id, experiment, config_yaml, config_hash, dataset_hash, weights_hash, seed,
+        status, started_at, ended_at, best_epoch, test_accuracy, error, tags, notes, alive_at FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v3 RENAME TO runs;
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE TABLE sweeps (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        file TEXT NOT NULL,
+        spec_yaml TEXT NOT NULL,
+        experiment_yaml TEXT NOT NULL,
+        dataset_hash TEXT NOT NULL,
+        method TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        goal TEXT NOT NULL,
+        total_trials INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE trials (
+        sweep_id TEXT NOT NULL REFERENCES sweeps (id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        params_json TEXT NOT NULL,
+        params_hash TEXT NOT NULL,
+        run_id TEXT REFERENCES runs (id) ON DELETE SET NULL,
+        PRIMARY KEY (sweep_id, number),
+        UNIQUE (sweep_id, params_hash)
+    );
+    CREATE INDEX trials_run ON trials (run_id);",
 ];
 
-/// Brings the database up to the latest schema.
+/// Brings the database up to the latest schema. Foreign keys are off while migrations run (as
+/// SQLite's guide to rebuilding a table asks), so rebuilding `runs` keeps the rows that refer
+/// to it; each migration ends with a foreign key check before it commits.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    conn.pragma_update(None, "foreign_keys", false)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!(
+                    "migration {} left rows in {table} that refer to nothing",
+                    i + 1
+                )),
+            ));
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(())
+    conn.pragma_update(None, "foreign_keys", true)
 }

@@ -11,6 +11,7 @@ fn new_run(id: &str) -> NewRun {
         dataset_hash: "d".into(),
         weights_hash: "w".into(),
         seed: 42,
+        trial: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
     let matrix = ConfusionMatrix::new(2, &[0, 0, 1], &[0, 1, 1]);
     let result = RunResult {
         best_epoch: Some(2),
+        selection: None,
         test_accuracy: Some(matrix.accuracy()),
         confusion: Some((
             matrix,
@@ -113,4 +115,40 @@ fn reopening_a_file_store_keeps_runs_and_schema_version() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version as usize, schema::MIGRATIONS.len());
+}
+
+#[test]
+fn migrating_a_version_2_store_keeps_its_runs_and_their_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("facelab.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for sql in &schema::MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, experiment, config_yaml, config_hash, dataset_hash, weights_hash, seed, status, started_at)
+             VALUES ('abcd1234', 'seed', 'name: seed', 'c', 'd', 'w', 42, 'finished', '2026-11-01T00:00:00Z');
+             INSERT INTO epochs (run_id, epoch, loss, accuracy, seconds) VALUES ('abcd1234', 1, 0.5, 0.5, 0.1);",
+        )
+        .unwrap();
+    }
+    let store = RunStore::open(&path).unwrap();
+    assert_eq!(store.run("abcd").unwrap().epochs, 1);
+    store.create_run(&new_run("ffff0000")).unwrap();
+    store
+        .end_run("ffff0000", RunStatus::Pruned, "pruned at epoch 3")
+        .unwrap();
+    assert_eq!(store.run("ffff").unwrap().status, RunStatus::Pruned);
+    store.delete_run("abcd1234").unwrap();
+    let left: i64 = store
+        .conn
+        .query_row("SELECT COUNT(*) FROM epochs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "foreign keys are back on: deleting a run deletes its epochs"
+    );
 }

@@ -4,6 +4,7 @@
 //! `ModelCheckpoint`. Training never touches the store or the terminal: it reports to a
 //! [`TrainObserver`].
 
+pub mod cv;
 mod dense;
 pub mod head;
 mod matmul;
@@ -19,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{CheckpointConfig, EarlyStoppingConfig, ExperimentConfig, Monitor};
 use crate::error::{Error, Result};
-use head::{argmax, HeadParams, HeadRunner};
+use head::{argmax, HeadParams, HeadRunner, HeadTrainer};
 use metrics::ConfusionMatrix;
 use optim::Optimizer;
 
@@ -55,12 +56,22 @@ impl LabeledFeatures {
         self.y.is_empty()
     }
 
-    fn gather(&self, rows: &[usize]) -> (Vec<f32>, Vec<usize>) {
+    pub fn gather(&self, rows: &[usize]) -> (Vec<f32>, Vec<usize>) {
         let mut x = Vec::with_capacity(rows.len() * self.dim);
         for &r in rows {
             x.extend_from_slice(&self.x[r * self.dim..(r + 1) * self.dim]);
         }
         (x, rows.iter().map(|&r| self.y[r]).collect())
+    }
+
+    /// The given rows as a set of their own.
+    pub fn subset(&self, rows: &[usize]) -> LabeledFeatures {
+        let (x, y) = self.gather(rows);
+        LabeledFeatures {
+            dim: self.dim,
+            x,
+            y,
+        }
     }
 
     /// Scales every row to unit length (rows of zeros stay zero).
@@ -158,46 +169,27 @@ pub fn fit(
         return Err(Error::InvalidArgument("no training images".into()));
     }
     flush_denormals_on_all_threads();
-    let t = &config.train;
-    let params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
-    let mut optimizer = Optimizer::new(&t.optimizer, &params);
-    let runner = HeadRunner::new(t.seed, config.head.dropout);
-    let mut trainer = runner.trainer(params);
-    let mut batches = BatchStream::new(train.len(), t.batch_size, t.seed);
-    let steps = t
-        .steps_per_epoch
-        .unwrap_or_else(|| train.len().div_ceil(t.batch_size));
+    let runner = HeadRunner::new(config.train.seed, config.head.dropout);
+    let all_rows = (0..train.len()).collect();
+    let mut fold = FoldTraining::new(config, classes, &runner, train, all_rows);
     let mut early = config.early_stopping.as_ref().map(EarlyStopping::new);
     let mut checkpoint = config.checkpoint.as_ref().map(Checkpoint::new);
     let mut epochs = Vec::new();
     let mut stopped_early = false;
 
-    for epoch in 1..=t.epochs {
+    for epoch in 1..=config.train.epochs {
         let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for step in 1..=steps {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let rows = batches.next_batch();
-            let (x, y) = train.gather(&rows);
-            let batch = trainer.forward_backward(&x, &y);
-            check_finite(batch.loss as f64, epoch, step)?;
-            loss_sum += batch.loss as f64 * y.len() as f64;
-            correct += batch.correct;
-            trainer.update(batch, &mut optimizer);
-            seen += y.len();
-        }
+        let (loss, accuracy) = fold.epoch(epoch, &|| observer.cancelled())?;
         let evaluation = val
             .filter(|v| !v.is_empty())
-            .map(|v| evaluate(&runner, trainer.params(), v));
+            .map(|v| evaluate(&runner, fold.trainer.params(), v));
         if let Some(e) = &evaluation {
-            check_finite(e.loss, epoch, steps)?;
+            check_finite(e.loss, epoch, fold.steps)?;
         }
         let metrics = EpochMetrics {
             epoch,
-            loss: loss_sum / seen as f64,
-            accuracy: correct as f64 / seen as f64,
+            loss,
+            accuracy,
             val_loss: evaluation.as_ref().map(|e| e.loss),
             val_accuracy: evaluation.as_ref().map(|e| e.accuracy),
             seconds: start.elapsed().as_secs_f64(),
@@ -205,12 +197,12 @@ pub fn fit(
         observer.epoch_finished(&metrics)?;
         if let Some(c) = checkpoint.as_mut() {
             if c.should_save(&metrics) {
-                observer.checkpoint(trainer.params(), epoch)?;
+                observer.checkpoint(fold.trainer.params(), epoch)?;
             }
         }
         let stop = early
             .as_mut()
-            .is_some_and(|e| e.epoch_end(&metrics, trainer.params()));
+            .is_some_and(|e| e.epoch_end(&metrics, fold.trainer.params()));
         epochs.push(metrics);
         if stop {
             stopped_early = true;
@@ -222,7 +214,7 @@ pub fn fit(
         .as_ref()
         .and_then(|e| e.best_epoch)
         .or_else(|| checkpoint.as_ref().and_then(|c| c.best_epoch));
-    let mut params = trainer.into_params();
+    let mut params = fold.trainer.into_params();
     if let Some(best) = early.and_then(EarlyStopping::weights_to_restore) {
         params = best;
     }
@@ -232,6 +224,64 @@ pub fn fit(
         best_epoch,
         stopped_early,
     })
+}
+
+/// One head in training: its weights, optimizer and batch stream over its training rows.
+struct FoldTraining<'a> {
+    trainer: HeadTrainer<'a>,
+    optimizer: Optimizer,
+    batches: BatchStream,
+    steps: usize,
+    train: &'a LabeledFeatures,
+    /// The rows of `train` this head trains on.
+    rows: Vec<usize>,
+}
+
+impl<'a> FoldTraining<'a> {
+    fn new(
+        config: &ExperimentConfig,
+        classes: usize,
+        runner: &'a HeadRunner,
+        train: &'a LabeledFeatures,
+        rows: Vec<usize>,
+    ) -> Self {
+        let t = &config.train;
+        let params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
+        FoldTraining {
+            optimizer: Optimizer::new(&t.optimizer, &params),
+            trainer: runner.trainer(params),
+            batches: BatchStream::new(rows.len(), t.batch_size, t.seed),
+            steps: t
+                .steps_per_epoch
+                .unwrap_or_else(|| rows.len().div_ceil(t.batch_size)),
+            train,
+            rows,
+        }
+    }
+
+    /// Trains one epoch; returns its mean loss and accuracy over the rows seen.
+    fn epoch(&mut self, epoch: usize, cancelled: &dyn Fn() -> bool) -> Result<(f64, f64)> {
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for step in 1..=self.steps {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let rows: Vec<usize> = self
+                .batches
+                .next_batch()
+                .into_iter()
+                .map(|i| self.rows[i])
+                .collect();
+            let (x, y) = self.train.gather(&rows);
+            let batch = self.trainer.forward_backward(&x, &y);
+            check_finite(batch.loss as f64, epoch, step)?;
+            loss_sum += batch.loss as f64 * y.len() as f64;
+            correct += batch.correct;
+            self.trainer.update(batch, &mut self.optimizer);
+            seen += y.len();
+        }
+        Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+    }
 }
 
 /// A loss that is NaN or infinite ends training: the weights are past saving.
@@ -438,6 +488,7 @@ fn set_flush_denormals() {}
 mod tests {
     use super::*;
     use crate::config::Experiment;
+    use crate::test_values::blobs;
 
     struct Recorder {
         epochs: Vec<EpochMetrics>,
@@ -453,22 +504,6 @@ mod tests {
             self.checkpoints.push(epoch);
             Ok(())
         }
-    }
-
-    /// Three well-separated Gaussian blobs in 16 dimensions.
-    fn blobs(per_class: usize, seed: u64) -> LabeledFeatures {
-        use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut data = LabeledFeatures::new(16);
-        for class in 0..3 {
-            for _ in 0..per_class {
-                let row: Vec<f32> = (0..16)
-                    .map(|d| if d % 3 == class { 3.0 } else { 0.0 } + rng.gen_range(-0.5..0.5))
-                    .collect();
-                data.push(&row, class);
-            }
-        }
-        data
     }
 
     fn experiment(extra: &str) -> ExperimentConfig {

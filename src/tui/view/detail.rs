@@ -38,8 +38,11 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             fmt4(run.test_accuracy),
             run.best_epoch.map_or("-".into(), |e| e.to_string())
         )),
-        Line::from(""),
     ];
+    if let Some(selection) = &run.selection {
+        lines.push(Line::from(selection.summary()));
+    }
+    lines.push(Line::from(""));
     lines.extend(run.config_yaml.lines().map(|l| Line::from(l.to_owned())));
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" run · config ")),

@@ -132,6 +132,7 @@ pub fn status_color(status: RunStatus) -> Color {
         RunStatus::Finished => Color::Green,
         RunStatus::Failed => Color::Red,
         RunStatus::Interrupted => Color::Yellow,
+        RunStatus::Pruned => Color::Magenta,
     }
 }
 
@@ -220,6 +221,8 @@ mod tests {
                     Vec::new()
                 },
                 notes: None,
+                selection: None,
+                sweep: None,
                 config_yaml: yaml.into(),
             })
             .collect()

@@ -7,17 +7,23 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::backbone::{Backbone, FEATURE_DIM};
-use crate::config::Experiment;
-use crate::dataset::{ExperimentData, LabeledImage};
+mod prepare;
+
+pub use prepare::{prepare, training_sets, PreparedData, TrainingSets};
+
+use crate::backbone::Backbone;
+use crate::config::{Experiment, ExperimentConfig};
+use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
-use crate::features::{self, AugmentCopy, FeatureCache, FeatureRequest};
 use crate::model::{self, HeadMeta, BEST_FILE, CONFIG_FILE, HEAD_FILE};
 use crate::progress::Progress;
-use crate::store::{NewRun, RunRecord, RunResult, RunStatus, RunStore};
+use crate::store::{
+    NewRun, RunRecord, RunResult, RunStatus, RunStore, Selection, SelectionKind, SharedStore,
+    TrialOf,
+};
+use crate::train::cv::{cross_validate, refit_config};
 use crate::train::head::{HeadParams, HeadRunner};
-use crate::train::memory;
-use crate::train::{self, EpochMetrics, LabeledFeatures, TrainObserver};
+use crate::train::{self, EpochMetrics, FitOutcome, TrainObserver};
 use crate::workspace::Workspace;
 
 const LOCK_FILE: &str = ".lock";
@@ -32,6 +38,10 @@ pub trait RunEvents {
     fn cancelled(&self) -> bool {
         false
     }
+    /// Asked after each epoch is recorded; `true` ends the run as pruned.
+    fn should_prune(&mut self, _metrics: &EpochMetrics) -> bool {
+        false
+    }
 }
 
 /// How a finished run ended.
@@ -39,6 +49,8 @@ pub trait RunEvents {
 pub struct RunSummary {
     pub run_id: String,
     pub test_accuracy: Option<f64>,
+    /// The validation figures the run is selected by, when it holds out images.
+    pub selection: Option<Selection>,
     pub epochs: Vec<EpochMetrics>,
     pub best_epoch: Option<usize>,
     pub stopped_early: bool,
@@ -126,23 +138,43 @@ pub fn train_experiment(
     progress: &dyn Progress,
     events: &mut dyn RunEvents,
 ) -> Result<RunSummary> {
+    check_validation_available(experiment)?;
+    let prepared = prepare(ws, experiment, backbone, memory_limit, progress)?;
+    let store = SharedStore::new(open_store(ws)?);
+    let place = RunPlace {
+        ws,
+        store: &store,
+        weights_sha256: backbone.weights_sha256(),
+        trial: None,
+    };
+    train_prepared(&place, experiment, &prepared, events)
+}
+
+/// Where a run is recorded: the workspace, the store, the backbone it used and, for a sweep's
+/// trial, which one.
+pub struct RunPlace<'a> {
+    pub ws: &'a Workspace,
+    pub store: &'a SharedStore,
+    pub weights_sha256: &'a str,
+    pub trial: Option<TrialOf>,
+}
+
+/// Trains `experiment` on features already prepared for its dataset and records the run.
+/// A run its events prune ends `pruned` and returns [`Error::Pruned`].
+pub fn train_prepared(
+    place: &RunPlace,
+    experiment: &Experiment,
+    prepared: &PreparedData,
+    events: &mut dyn RunEvents,
+) -> Result<RunSummary> {
     let config = &experiment.config;
     let mut clock = PhaseClock::start();
-    let data = ExperimentData::load(ws.root(), experiment)?;
-    check_validation_available(experiment, &data)?;
-    memory::check(experiment, data.train.len(), data.test.len(), memory_limit)?;
-    let dataset_time = clock.lap();
-    let cache = FeatureCache::new(ws.feature_cache_dir());
-    let (train_set, test_set, dataset_hash, skipped) =
-        features_for(experiment, &data, backbone, &cache, progress)?;
-    let features_time = clock.lap();
-    if train_set.is_empty() {
-        return Err(experiment.error("data.dir", "no readable training images".into()));
-    }
-
-    let store = open_store(ws)?;
-    let run_id = new_run_id(&store, &experiment.config_hash())?;
-    let model_dir = ws.run_dir(&run_id);
+    check_validation_available(experiment)?;
+    let sets = training_sets(experiment, prepared)?;
+    let data = &prepared.data;
+    let store = place.store;
+    let run_id = new_run_id(&store.lock(), &experiment.config_hash())?;
+    let model_dir = place.ws.run_dir(&run_id);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
     let lock_path = model_dir.join(LOCK_FILE);
     let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
@@ -156,59 +188,65 @@ pub fn train_experiment(
         labels: data.labels.clone(),
         resize: config.data.resize,
         l2_normalize: config.head.l2_normalize,
-        weights_sha256: backbone.weights_sha256().to_owned(),
+        weights_sha256: place.weights_sha256.to_owned(),
     };
     model::save_meta(&model_dir, &meta)?;
-    store.create_run(&NewRun {
+    store.lock().create_run(&NewRun {
         id: run_id.clone(),
         experiment: experiment.name().to_owned(),
         config_yaml: experiment.resolved_yaml(),
         config_hash: experiment.config_hash(),
-        dataset_hash,
-        weights_hash: backbone.weights_sha256().to_owned(),
+        dataset_hash: prepared.dataset_hash.clone(),
+        weights_hash: place.weights_sha256.to_owned(),
         seed: config.train.seed,
+        trial: place.trial.clone(),
     })?;
-    events.started(&run_id, &data, &skipped);
+    events.started(&run_id, data, &prepared.skipped);
 
-    let val = (!test_set.is_empty()).then_some(&test_set);
     let mut observer = StoreObserver {
-        store: &store,
+        store,
         run_id: &run_id,
         best_path: model_dir.join(BEST_FILE),
         events,
     };
-    let fitted = train::fit(config, data.classes.len(), &train_set, val, &mut observer);
-    let outcome = match fitted {
-        Ok(outcome) => outcome,
+    let fitted = fit_sets(config, data.classes.len(), &sets, &mut observer);
+    let (outcome, selection) = match fitted {
+        Ok(fitted) => fitted,
         Err(e) => {
-            let status = if matches!(e, Error::Cancelled) {
-                RunStatus::Interrupted
-            } else {
-                RunStatus::Failed
+            let status = match e {
+                Error::Cancelled => RunStatus::Interrupted,
+                Error::Pruned { .. } => RunStatus::Pruned,
+                _ => RunStatus::Failed,
             };
-            store.end_run(&run_id, status, &e.to_string())?;
+            store.lock().end_run(&run_id, status, &e.to_string())?;
+            drop(lock);
+            let _ = std::fs::remove_file(&lock_path);
             return Err(e);
         }
     };
     let training_time = clock.lap();
     if let Err(e) = model::save_params(&model_dir.join(HEAD_FILE), &outcome.params) {
-        store.end_run(&run_id, RunStatus::Failed, &e.to_string())?;
+        store
+            .lock()
+            .end_run(&run_id, RunStatus::Failed, &e.to_string())?;
         return Err(e);
     }
+    let test_set = sets.test();
     let (test_accuracy, confusion) = if test_set.is_empty() {
         (None, None)
     } else {
-        let evaluation = train::evaluate(&HeadRunner::new(0, 0.0), &outcome.params, &test_set);
+        let evaluation = train::evaluate(&HeadRunner::new(0, 0.0), &outcome.params, test_set);
         let matrix = evaluation.confusion(data.classes.len(), &test_set.y);
         (
             Some(evaluation.accuracy),
             Some((matrix, data.classes.clone(), data.labels.clone())),
         )
     };
-    store.finish_run(
+    store.lock().finish_run(
         &run_id,
         &RunResult {
             best_epoch: outcome.best_epoch,
+            selection,
             test_accuracy,
             confusion,
         },
@@ -219,18 +257,88 @@ pub fn train_experiment(
     Ok(RunSummary {
         run_id,
         test_accuracy,
+        selection,
         epochs: outcome.epochs,
         best_epoch: outcome.best_epoch,
         stopped_early: outcome.stopped_early,
         model_dir,
-        skipped,
+        skipped: prepared.skipped.clone(),
         phases: PhaseTimes {
-            dataset: dataset_time,
-            features: features_time,
+            dataset: prepared.dataset_seconds,
+            features: prepared.features_seconds,
             training: training_time,
             finishing: clock.lap(),
         },
     })
+}
+
+/// Fits the run's head on its sets: straight on the training images, or after validation on
+/// held-out images, or after cross-validation (then a final head on every training image for
+/// the chosen number of epochs). Returns the head and the validation figures it is selected by.
+fn fit_sets(
+    config: &ExperimentConfig,
+    classes: usize,
+    sets: &TrainingSets,
+    observer: &mut StoreObserver,
+) -> Result<(FitOutcome, Option<Selection>)> {
+    match sets {
+        TrainingSets::Plain { train, test } => {
+            let val = (!test.is_empty()).then_some(test);
+            Ok((train::fit(config, classes, train, val, observer)?, None))
+        }
+        TrainingSets::HeldOut { train, val, .. } => {
+            let outcome = train::fit(config, classes, train, Some(val), observer)?;
+            let restores_best = config
+                .early_stopping
+                .as_ref()
+                .is_some_and(|e| e.restore_best);
+            let chosen = outcome
+                .best_epoch
+                .filter(|_| restores_best)
+                .unwrap_or(outcome.epochs.len());
+            let selection = selection(SelectionKind::Val, &outcome.epochs[chosen - 1]);
+            Ok((outcome, Some(selection)))
+        }
+        TrainingSets::Folds { train, folds, .. } => {
+            let cv = cross_validate(config, classes, train, folds, observer)?;
+            let selection = selection(SelectionKind::Cv, cv.chosen());
+            let mut quiet = Quiet(observer);
+            let refit = train::fit(&refit_config(config, &cv), classes, train, None, &mut quiet)?;
+            let outcome = FitOutcome {
+                params: refit.params,
+                best_epoch: Some(cv.chosen_epoch),
+                stopped_early: cv.stopped_early,
+                epochs: cv.epochs,
+            };
+            Ok((outcome, Some(selection)))
+        }
+    }
+}
+
+fn selection(kind: SelectionKind, epoch: &EpochMetrics) -> Selection {
+    Selection {
+        kind,
+        loss: epoch.val_loss.unwrap_or(f64::NAN),
+        accuracy: epoch.val_accuracy.unwrap_or(f64::NAN),
+    }
+}
+
+/// Passes only cancellation on: the final head after cross-validation trains without
+/// reporting epochs (the run's epochs are the cross-validated ones).
+struct Quiet<'a, 'b>(&'a mut StoreObserver<'b>);
+
+impl TrainObserver for Quiet<'_, '_> {
+    fn epoch_finished(&mut self, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _params: &HeadParams, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
 }
 
 impl PhaseTimes {
@@ -262,103 +370,18 @@ impl PhaseClock {
     }
 }
 
-/// Validation metrics need a test set; say so against the key that asks for them.
-fn check_validation_available(experiment: &Experiment, data: &ExperimentData) -> Result<()> {
+const NO_VALIDATION: &str = "watches a validation metric but the experiment has no validation images; set data.validation (or data.train/data.test or data.split, whose test images then serve)";
+
+/// Validation metrics need validation images: held out (`data.validation`) or the test set.
+fn check_validation_available(experiment: &Experiment) -> Result<()> {
+    let data = &experiment.config.data;
+    let has_test = data.split.is_some() || data.test.is_some();
     match experiment.config.validation_monitor_key() {
-        Some(key) if data.test.is_empty() => Err(experiment.error(
-            key,
-            "watches a validation metric but the dataset has no test images; set data.train/data.test or data.split".into(),
-        )),
+        Some(key) if data.validation.is_none() && !has_test => {
+            Err(experiment.error(key, NO_VALIDATION.into()))
+        }
         _ => Ok(()),
     }
-}
-
-/// Feature rows for the train set (with augmented copies) and the test set, the dataset's
-/// content hash, and the files that had to be skipped.
-type RunFeatures = (
-    LabeledFeatures,
-    LabeledFeatures,
-    String,
-    Vec<(PathBuf, String)>,
-);
-
-fn features_for(
-    experiment: &Experiment,
-    data: &ExperimentData,
-    backbone: &Backbone,
-    cache: &FeatureCache,
-    progress: &dyn Progress,
-) -> Result<RunFeatures> {
-    let c = &experiment.config;
-    let plain = |img: &LabeledImage| FeatureRequest {
-        path: img.path.clone(),
-        augment: None,
-    };
-    let mut requests: Vec<(FeatureRequest, usize, bool)> = Vec::new();
-    for img in &data.train {
-        requests.push((plain(img), img.class, true));
-        for copy in 0..c.augment.copies {
-            let augment = Some(AugmentCopy {
-                spec: &c.augment,
-                seed: c.train.seed,
-                copy,
-            });
-            requests.push((
-                FeatureRequest {
-                    path: img.path.clone(),
-                    augment,
-                },
-                img.class,
-                true,
-            ));
-        }
-    }
-    for img in &data.test {
-        requests.push((plain(img), img.class, false));
-    }
-    let only_requests: Vec<FeatureRequest> = requests.iter().map(|(r, _, _)| r.clone()).collect();
-    let extraction =
-        features::extract_requests(backbone, cache, &only_requests, c.data.resize, progress)?;
-
-    let mut hasher = blake3::Hasher::new();
-    for name in &data.classes {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0]);
-    }
-    let (mut train_set, mut test_set) = (
-        LabeledFeatures::new(FEATURE_DIM),
-        LabeledFeatures::new(FEATURE_DIM),
-    );
-    for ((request, class, is_train), (features, content)) in requests
-        .iter()
-        .zip(extraction.features.iter().zip(&extraction.content))
-    {
-        if request.augment.is_none() {
-            if let Some(content) = content {
-                hasher.update(&[u8::from(*is_train)]);
-                hasher.update(&(*class as u64).to_le_bytes());
-                hasher.update(content.as_bytes());
-            }
-        }
-        if let Some(f) = features {
-            let set = if *is_train {
-                &mut train_set
-            } else {
-                &mut test_set
-            };
-            set.push(f, *class);
-        }
-    }
-    if c.head.l2_normalize {
-        train_set.l2_normalize();
-        test_set.l2_normalize();
-    }
-    Ok((
-        train_set,
-        test_set,
-        hasher.finalize().to_hex().to_string(),
-        extraction.skipped,
-    ))
 }
 
 /// A fresh 8-hex-digit run id (random, as Guild's are), unused in the store.
@@ -380,9 +403,10 @@ fn new_run_id(store: &RunStore, config_hash: &str) -> Result<String> {
     unreachable!("the attempt counter is unbounded")
 }
 
-/// Records epochs in the store, writes checkpoints, and passes events on.
+/// Records epochs in the store, writes checkpoints, passes events on and asks them whether
+/// to prune.
 struct StoreObserver<'a> {
-    store: &'a RunStore,
+    store: &'a SharedStore,
     run_id: &'a str,
     best_path: PathBuf,
     events: &'a mut dyn RunEvents,
@@ -390,8 +414,13 @@ struct StoreObserver<'a> {
 
 impl TrainObserver for StoreObserver<'_> {
     fn epoch_finished(&mut self, metrics: &EpochMetrics) -> Result<()> {
-        self.store.add_epoch(self.run_id, metrics)?;
+        self.store.lock().add_epoch(self.run_id, metrics)?;
         self.events.epoch(metrics);
+        if self.events.should_prune(metrics) {
+            return Err(Error::Pruned {
+                epoch: metrics.epoch,
+            });
+        }
         Ok(())
     }
 
