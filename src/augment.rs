@@ -226,8 +226,13 @@ pub const AUGMENT_VERSION: u32 = 2;
 pub fn variant_id(spec: &AugmentConfig, seed: u64, copy: usize) -> u32 {
     let mut h = blake3::Hasher::new();
     h.update(&AUGMENT_VERSION.to_le_bytes());
+    // The seed is hashed as given, wherever it was written, so equal copies share an id.
+    let settings = AugmentConfig {
+        seed: None,
+        ..spec.clone()
+    };
     h.update(
-        serde_json::to_string(spec)
+        serde_json::to_string(&settings)
             .expect("settings serialise")
             .as_bytes(),
     );

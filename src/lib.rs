@@ -31,6 +31,7 @@ pub mod predict;
 pub mod progress;
 pub mod run;
 pub mod store;
+pub mod sweep;
 #[cfg(test)]
 mod test_values;
 pub mod train;

@@ -11,6 +11,7 @@ mod predict;
 mod progress;
 mod runs;
 mod status;
+mod sweep;
 mod train;
 
 use facelab::store::RunColumn;
@@ -68,6 +69,22 @@ enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// A sweep's trials sorted by its metric, the selected trial and parameter importance.
+    Show {
+        sweep: String,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Print the selected (or given) trial's resolved experiment, to save as a new experiment.
+    Export { sweep: String, trial: Option<usize> },
+    /// Continue a sweep from the file it was run from.
+    Resume { sweep: String },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +193,20 @@ enum Command {
         #[command(subcommand)]
         what: DatasetCommand,
     },
+    /// Run a sweep file (or resume it: running the same file again continues where it
+    /// stopped); `sweep show|export|resume ID` for a recorded sweep.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep {
+        file: Option<PathBuf>,
+        #[command(subcommand)]
+        what: Option<SweepCommand>,
+    },
+    /// List sweeps with their progress and best figure.
+    Sweeps {
+        /// One JSON array of sweep objects (id, name, status, finished_trials, total_trials, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -234,6 +265,27 @@ pub fn run() -> anyhow::Result<ExitCode> {
             runs::list(&context, sort, reverse, format)
         }
         Command::Show { run } => runs::show(&context, &run),
+        Command::Sweeps { json } => sweep::list(&context, json),
+        Command::Sweep { file, what } => match (file, what) {
+            (_, Some(SweepCommand::Show { sweep: id, json, csv })) => {
+                let format = if json {
+                    runs::Format::Json
+                } else if csv {
+                    runs::Format::Csv
+                } else {
+                    runs::Format::Table
+                };
+                sweep::show(&context, &id, format)
+            }
+            (_, Some(SweepCommand::Export { sweep: id, trial })) => {
+                sweep::export(&context, &id, trial)
+            }
+            (_, Some(SweepCommand::Resume { sweep: id })) => sweep::resume(&context, &id),
+            (Some(file), None) => sweep::run(&context, &file),
+            (None, None) => anyhow::bail!(
+                "give a sweep file (facelab sweep experiments/sweeps/recommended.yaml) or show|export|resume ID"
+            ),
+        },
         Command::Predict {
             run,
             images,

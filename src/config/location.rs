@@ -12,7 +12,7 @@ pub(super) fn yaml_error_key(e: &serde_norway::Error) -> String {
 
 /// The 1-based line where a dotted key path (`train.optimizer.lr`, `head.hidden[0]`) is written:
 /// each key is looked for below its parent, at line start or inside a flow mapping.
-pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let mut from = 0;
     let mut found = None;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{limits, read_text_limited};
 
 pub use diff::{differing_keys, flatten_yaml};
-use location::line_of_key;
+pub(crate) use location::line_of_key;
 pub use overrides::Override;
 pub use schema::*;
 
@@ -159,6 +159,25 @@ impl Experiment {
             .to_hex()
             .to_string()
     }
+}
+
+/// Parses a YAML file's text into `T` (a sweep file, say), refusing deep nesting first, with
+/// errors that name the file, line and key as an experiment file's do.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    if let Some(line) = location::too_deep(text) {
+        return Err(Error::Config {
+            path: path.to_owned(),
+            line: Some(line),
+            key: "(document)".into(),
+            message: format!("nested more than {} levels deep", location::MAX_DEPTH),
+        });
+    }
+    serde_norway::from_str(text).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        line: e.location().map(|l| l.line()),
+        key: location::yaml_error_key(&e),
+        message: clip(e.to_string()),
+    })
 }
 
 /// Longest parser message quoted in an error: a huge scalar is shown by its start.

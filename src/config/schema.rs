@@ -200,6 +200,10 @@ pub struct AugmentConfig {
     /// Brightness factor drawn from [low, high].
     #[serde(default = "default_brightness")]
     pub brightness: [f64; 2],
+    /// Seeds the copies; by default `train.seed`. A sweep sets it so that trials with their
+    /// own training seeds share one set of copies (and their cached features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Default for AugmentConfig {
@@ -213,6 +217,7 @@ impl Default for AugmentConfig {
             shear: 0.0,
             horizontal_flip: false,
             brightness: default_brightness(),
+            seed: None,
         }
     }
 }
@@ -239,6 +244,11 @@ impl Monitor {
 }
 
 impl ExperimentConfig {
+    /// The seed of the augmented copies: `augment.seed`, else `train.seed`.
+    pub fn augment_seed(&self) -> u64 {
+        self.augment.seed.unwrap_or(self.train.seed)
+    }
+
     /// The key of the first callback that watches a validation metric, if any.
     pub fn validation_monitor_key(&self) -> Option<&'static str> {
         if self

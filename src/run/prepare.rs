@@ -182,7 +182,7 @@ fn features_for(
         for copy in 0..c.augment.copies {
             let augment = Some(AugmentCopy {
                 spec: &c.augment,
-                seed: c.train.seed,
+                seed: c.augment_seed(),
                 copy,
             });
             requests.push((

@@ -7,8 +7,10 @@
 mod columns;
 pub mod fixtures;
 mod schema;
+mod sweeps;
 
 pub use columns::{sort_rows, sort_runs, Cell, RunColumn};
+pub use sweeps::{SweepRecord, TrialRecord};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

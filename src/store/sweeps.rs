@@ -1,0 +1,201 @@
+//! Sweeps and their trials in the store. A trial row is the claim on a trial number: it is
+//! written (with its parameters, whose hash is unique within the sweep) before the trial's run
+//! exists, and the run is linked to it in the transaction that creates the run. A trial's
+//! status and figures are its run's.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{now, RunRecord, RunStatus, RunStore, MIN_PREFIX};
+use crate::error::{Error, Result};
+
+/// What is known of a sweep when it is first run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepRecord {
+    pub id: String,
+    pub name: String,
+    /// The sweep file it was read from.
+    pub file: String,
+    pub method: String,
+    pub metric: String,
+    pub goal: String,
+    pub total_trials: usize,
+    pub created_at: String,
+    pub dataset_hash: String,
+    /// The sweep file and base experiment as resolved when the sweep began.
+    #[serde(skip)]
+    pub spec_yaml: String,
+    #[serde(skip)]
+    pub experiment_yaml: String,
+}
+
+/// A claimed trial and, once it has started, its run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialRecord {
+    pub number: usize,
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
+    pub params_hash: String,
+    pub run: Option<RunRecord>,
+}
+
+impl TrialRecord {
+    /// `pending` until its run starts, then the run's status.
+    pub fn status(&self) -> &'static str {
+        self.run.as_ref().map_or("pending", |r| r.status.as_str())
+    }
+
+    /// Whether the trial needs no more work: finished, failed or pruned.
+    pub fn is_done(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| {
+            matches!(
+                r.status,
+                RunStatus::Finished | RunStatus::Failed | RunStatus::Pruned
+            )
+        })
+    }
+}
+
+impl RunStore {
+    /// Records a sweep unless one with its id exists (running a sweep again resumes it).
+    pub fn create_sweep(&self, sweep: &SweepRecord) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO sweeps (id, name, file, spec_yaml, experiment_yaml, dataset_hash, method, metric, goal, total_trials, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    sweep.id,
+                    sweep.name,
+                    sweep.file,
+                    sweep.spec_yaml,
+                    sweep.experiment_yaml,
+                    sweep.dataset_hash,
+                    sweep.method,
+                    sweep.metric,
+                    sweep.goal,
+                    sweep.total_trials as i64,
+                    now()
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// All sweeps, newest first.
+    pub fn sweeps(&self) -> Result<Vec<SweepRecord>> {
+        self.query_sweeps("ORDER BY created_at DESC, id", params![])
+    }
+
+    /// The sweep whose id is `id_or_prefix`, or the only one starting with it.
+    pub fn sweep(&self, id_or_prefix: &str) -> Result<SweepRecord> {
+        let is_hex = id_or_prefix.chars().all(|c| c.is_ascii_hexdigit());
+        if id_or_prefix.len() < MIN_PREFIX || !is_hex {
+            return Err(Error::InvalidArgument(format!(
+                "sweep {id_or_prefix:?}: give at least {MIN_PREFIX} hex digits of a sweep id (`facelab sweeps` lists them)"
+            )));
+        }
+        let prefix = id_or_prefix.to_ascii_lowercase();
+        let mut found = self.query_sweeps(
+            "WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
+            params![prefix],
+        )?;
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::InvalidArgument(format!(
+                "no sweep matches '{id_or_prefix}'; `facelab sweeps` lists them"
+            ))),
+            _ => Err(Error::InvalidArgument(format!(
+                "'{id_or_prefix}' matches several sweeps; give more of the id"
+            ))),
+        }
+    }
+
+    fn query_sweeps(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<SweepRecord>> {
+        let sql = format!(
+            "SELECT id, name, file, method, metric, goal, total_trials, created_at, dataset_hash, spec_yaml, experiment_yaml
+             FROM sweeps {tail}"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(SweepRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    file: r.get(2)?,
+                    method: r.get(3)?,
+                    metric: r.get(4)?,
+                    goal: r.get(5)?,
+                    total_trials: r.get::<_, i64>(6)? as usize,
+                    created_at: r.get(7)?,
+                    dataset_hash: r.get(8)?,
+                    spec_yaml: r.get(9)?,
+                    experiment_yaml: r.get(10)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// A sweep's trials by number, each with its run if it has one.
+    pub fn trials(&self, sweep_id: &str) -> Result<Vec<TrialRecord>> {
+        let mut runs = self.query_runs("WHERE t.sweep_id = ?1", params![sweep_id])?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT number, params_json, params_hash, run_id FROM trials WHERE sweep_id = ?1 ORDER BY number")
+            .map_err(self.err())?;
+        let rows: Vec<(i64, String, String, Option<String>)> = stmt
+            .query_map([sweep_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.err())?;
+        Ok(rows
+            .into_iter()
+            .map(|(number, params_json, params_hash, run_id)| {
+                let run = run_id.and_then(|id| {
+                    let at = runs.iter().position(|r| r.id == id)?;
+                    Some(runs.swap_remove(at))
+                });
+                TrialRecord {
+                    number: number as usize,
+                    params: serde_json::from_str(&params_json).unwrap_or_default(),
+                    params_hash,
+                    run,
+                }
+            })
+            .collect())
+    }
+
+    /// Claims trial `number` of a sweep with these parameters. `Ok(false)` when another trial
+    /// of the sweep already has the same parameters (draw again); an existing claim on the
+    /// number is an error, as numbers are claimed once.
+    pub fn claim_trial(
+        &self,
+        sweep_id: &str,
+        number: usize,
+        params_json: &str,
+        params_hash: &str,
+    ) -> Result<bool> {
+        self.in_transaction(|s| {
+            let taken = s
+                .conn
+                .query_row(
+                    "SELECT number FROM trials WHERE sweep_id = ?1 AND params_hash = ?2",
+                    params![sweep_id, params_hash],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(s.err())?;
+            if taken.is_some() {
+                return Ok(false);
+            }
+            s.conn
+                .execute(
+                    "INSERT INTO trials (sweep_id, number, params_json, params_hash) VALUES (?1, ?2, ?3, ?4)",
+                    params![sweep_id, number as i64, params_json, params_hash],
+                )
+                .map_err(s.err())?;
+            Ok(true)
+        })
+    }
+}
