@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use common::{copy_dir, repo_root, shared, weights_path};
+use common::{copy_dir, orl_workspace, repo_root, shared, weights_path};
 use predicates::prelude::*;
 
 fn facelab(workspace: &Path) -> Command {
@@ -144,24 +144,7 @@ fn same_config_and_data_give_the_same_metrics() {
 
 #[test]
 fn recommended_config_on_orl_faces_reaches_097() {
-    let ws = tempfile::tempdir().unwrap();
-    for person in std::fs::read_dir(shared().join("facedata/orl")).unwrap() {
-        let person = person.unwrap().path();
-        if !person.is_dir() {
-            continue;
-        }
-        let name = person.file_name().unwrap();
-        for n in 1..=10 {
-            let split = if n <= 5 { "train" } else { "test" };
-            let dir = ws.path().join("facedata").join(split).join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::copy(
-                person.join(format!("{n}.pgm")),
-                dir.join(format!("{n}.pgm")),
-            )
-            .unwrap();
-        }
-    }
+    let ws = orl_workspace();
     let out = facelab(ws.path())
         .arg("train")
         .arg(repo_root().join("experiments/recommended.yaml"))

@@ -69,6 +69,10 @@ impl Sweep {
             .unwrap_or(Path::new("."))
             .join(&spec.experiment);
         let base = Experiment::load(&base_path).map_err(|e| match e {
+            // The base file itself is unreadable: say so at the sweep's `experiment` line.
+            Error::Config { key, message, .. } if key == "file" => {
+                error("experiment", format!("{}: {message}", base_path.display()))
+            }
             Error::Config { .. } => e,
             other => error("experiment", other.to_string()),
         })?;
@@ -95,7 +99,11 @@ impl Sweep {
             Method::Random | Method::Tpe => match spec.trials {
                 None | Some(0) => {
                     return Err(error(
-                        "trials",
+                        if spec.trials.is_none() {
+                            "method"
+                        } else {
+                            "trials"
+                        },
                         format!(
                             "{} search needs trials: N (how many to run)",
                             spec.method.as_str()

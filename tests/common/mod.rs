@@ -84,3 +84,27 @@ pub fn assert_success(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A workspace with the ORL faces: per person, images 1-5 under facedata/train and 6-10 under
+/// facedata/test (copies: the dataset lister does not follow links).
+pub fn orl_workspace() -> tempfile::TempDir {
+    let ws = tempfile::tempdir().unwrap();
+    for person in std::fs::read_dir(shared().join("facedata/orl")).unwrap() {
+        let person = person.unwrap().path();
+        if !person.is_dir() {
+            continue;
+        }
+        let name = person.file_name().unwrap();
+        for n in 1..=10 {
+            let split = if n <= 5 { "train" } else { "test" };
+            let dir = ws.path().join("facedata").join(split).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(
+                person.join(format!("{n}.pgm")),
+                dir.join(format!("{n}.pgm")),
+            )
+            .unwrap();
+        }
+    }
+    ws
+}
