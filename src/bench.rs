@@ -222,3 +222,23 @@ pub fn augment(
     }
     median(&mut times)
 }
+
+/// A fresh workspace for timing a sweep from an empty feature cache and run store: its base
+/// experiment moved as [`cold_workspace`] moves one, and the sweep file beside it pointing at
+/// it, with `trials` replaced when given. Returns the guard and the sweep file.
+pub fn cold_sweep_workspace(
+    source_root: &std::path::Path,
+    sweep: &crate::sweep::Sweep,
+    trials: Option<usize>,
+) -> crate::error::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let (dir, base) = cold_workspace(source_root, &sweep.base)?;
+    let mut spec = sweep.spec.clone();
+    spec.experiment = base;
+    if trials.is_some() {
+        spec.trials = trials;
+    }
+    let path = dir.path().join("experiments/sweep.yaml");
+    let text = serde_norway::to_string(&spec).expect("a sweep spec serialises");
+    crate::fsutil::write_atomically(&path, text.as_bytes())?;
+    Ok((dir, path))
+}

@@ -61,6 +61,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// A sweep in a fresh temporary workspace, in this process: per trial, the wall time, the
+    /// time in training steps, and the overhead beyond them (claiming, store writes, saving
+    /// the head). Trials run one at a time so the accounting is clean.
+    Sweep {
+        #[arg(default_value = "experiments/sweeps/recommended.yaml")]
+        sweep: PathBuf,
+        /// Trials to run instead of the file's (random and TPE sweeps).
+        #[arg(long)]
+        trials: Option<usize>,
+    },
     /// Head training: ms per step (forward, backward, RMSprop) over random features.
     Train {
         /// Hidden layer sizes.
@@ -163,6 +173,7 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 squares.len()
             );
         }
+        BenchCommand::Sweep { sweep, trials } => bench_sweep(ctx, &sweep, trials)?,
         BenchCommand::Train {
             hidden,
             classes,
@@ -238,4 +249,44 @@ fn shares(wall: f64, phases: &[(String, f64)]) -> String {
         .map(|(name, s)| format!("{name} {s:.2} s ({:.0}%)", 100.0 * s / wall))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn bench_sweep(ctx: &Context, path: &Path, trials: Option<usize>) -> anyhow::Result<()> {
+    let loaded = facelab::sweep::Sweep::load(path)?;
+    let (dir, file) = bench::cold_sweep_workspace(ctx.workspace.root(), &loaded, trials)?;
+    let mut sweep = facelab::sweep::Sweep::load(&file)?;
+    sweep.spec.parallel = 1;
+    let workspace = facelab::workspace::Workspace::new(dir.path());
+    let backbone = ctx.backbone()?;
+    struct Quiet;
+    impl facelab::sweep::SweepEvents for Quiet {}
+    let start = Instant::now();
+    let outcome = facelab::sweep::run_sweep(
+        &workspace,
+        &sweep,
+        &backbone,
+        ctx.memory_limit,
+        &facelab::progress::NoProgress,
+        &Quiet,
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    let ran = &outcome.ran;
+    anyhow::ensure!(!ran.is_empty(), "the sweep ran no trials");
+    let mut overhead: Vec<f64> = ran
+        .iter()
+        .map(|t| 1000.0 * (t.wall_seconds - t.step_seconds))
+        .collect();
+    let steps: f64 = ran.iter().map(|t| t.step_seconds).sum();
+    let trial_wall: f64 = ran.iter().map(|t| t.wall_seconds).sum();
+    let mean = overhead.iter().sum::<f64>() / overhead.len() as f64;
+    let worst = overhead.iter().copied().fold(0.0, f64::max);
+    println!(
+        "facelab sweep {} method={} trials={}: {wall:.2} s wall = features {:.2} s + trials {trial_wall:.2} s ({steps:.2} s training steps); overhead per trial beyond its steps: median {:.1} ms, mean {mean:.1} ms, worst {worst:.1} ms",
+        sweep.name(),
+        sweep.spec.method.as_str(),
+        ran.len(),
+        outcome.prepare_seconds,
+        bench::median(&mut overhead),
+    );
+    Ok(())
 }

@@ -58,6 +58,10 @@ pub struct RunSummary {
     /// Images that could not be read, with the reason; the run went on without them.
     pub skipped: Vec<(PathBuf, String)>,
     pub phases: PhaseTimes,
+    /// Seconds of training proper: making the heads, their steps and validation (all folds,
+    /// and the final head after cross-validation); not the store writes, checkpoints and
+    /// events between epochs, nor saving the head.
+    pub step_seconds: f64,
 }
 
 /// Where a run's time went, in seconds.
@@ -208,8 +212,11 @@ pub fn train_prepared(
         run_id: &run_id,
         best_path: model_dir.join(BEST_FILE),
         events,
+        seconds: 0.0,
     };
+    let fit_start = std::time::Instant::now();
     let fitted = fit_sets(config, data.classes.len(), &sets, &mut observer);
+    let step_seconds = fit_start.elapsed().as_secs_f64() - observer.seconds;
     let (outcome, selection) = match fitted {
         Ok(fitted) => fitted,
         Err(e) => {
@@ -263,6 +270,7 @@ pub fn train_prepared(
         stopped_early: outcome.stopped_early,
         model_dir,
         skipped: prepared.skipped.clone(),
+        step_seconds,
         phases: PhaseTimes {
             dataset: prepared.dataset_seconds,
             features: prepared.features_seconds,
@@ -410,13 +418,18 @@ struct StoreObserver<'a> {
     run_id: &'a str,
     best_path: PathBuf,
     events: &'a mut dyn RunEvents,
+    /// Seconds spent here, between epochs (store writes, checkpoints, events).
+    seconds: f64,
 }
 
 impl TrainObserver for StoreObserver<'_> {
     fn epoch_finished(&mut self, metrics: &EpochMetrics) -> Result<()> {
+        let start = std::time::Instant::now();
         self.store.lock().add_epoch(self.run_id, metrics)?;
         self.events.epoch(metrics);
-        if self.events.should_prune(metrics) {
+        let prune = self.events.should_prune(metrics);
+        self.seconds += start.elapsed().as_secs_f64();
+        if prune {
             return Err(Error::Pruned {
                 epoch: metrics.epoch,
             });
@@ -425,7 +438,10 @@ impl TrainObserver for StoreObserver<'_> {
     }
 
     fn checkpoint(&mut self, params: &HeadParams, _epoch: usize) -> Result<()> {
-        model::save_params(&self.best_path, params)
+        let start = std::time::Instant::now();
+        let saved = model::save_params(&self.best_path, params);
+        self.seconds += start.elapsed().as_secs_f64();
+        saved
     }
 
     fn cancelled(&self) -> bool {

@@ -235,6 +235,11 @@ impl RunStore {
         if wal {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(err)?;
+            // In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash or power
+            // cut can lose the last few epochs written but never corrupts the store, and a
+            // sweep's per-epoch writes stop costing a disk flush each.
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(err)?;
         }
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(err)?;
@@ -282,6 +287,10 @@ impl RunStore {
     }
 
     pub fn add_epoch(&self, run_id: &str, m: &EpochMetrics) -> Result<()> {
+        self.in_transaction(|s| s.insert_epoch(run_id, m))
+    }
+
+    fn insert_epoch(&self, run_id: &str, m: &EpochMetrics) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, seconds)

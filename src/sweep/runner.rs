@@ -61,6 +61,10 @@ pub struct TrialOutcome {
     pub test_accuracy: Option<f64>,
     pub epochs: usize,
     pub error: Option<String>,
+    /// Seconds from taking the trial number to its last store write.
+    pub wall_seconds: f64,
+    /// Of those, seconds of training steps and validation (see `RunSummary::step_seconds`).
+    pub step_seconds: f64,
 }
 
 /// How a sweep session ended.
@@ -75,6 +79,8 @@ pub struct SweepOutcome {
     /// The space ran out of distinct parameters before `total` trials.
     pub exhausted_at: Option<usize>,
     pub cancelled: bool,
+    /// Seconds spent reading the base experiment's dataset and features before any trial.
+    pub prepare_seconds: f64,
 }
 
 /// The metric of a trial's run, from its selection figures.
@@ -105,7 +111,9 @@ pub fn run_sweep(
     progress: &dyn Progress,
     events: &dyn SweepEvents,
 ) -> Result<SweepOutcome> {
+    let started = std::time::Instant::now();
     let base = run::prepare(ws, &sweep.base, backbone, memory_limit, progress)?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
     let sweep_id = sweep.id(&base.dataset_hash);
     let store = SharedStore::new(run::open_store(ws)?);
     let total = sweep.total_trials();
@@ -168,6 +176,7 @@ pub fn run_sweep(
         already_done,
         exhausted_at: (state.end < total).then_some(state.end),
         cancelled: state.cancelled,
+        prepare_seconds,
     })
 }
 
@@ -204,9 +213,11 @@ enum Trial {
 impl Session<'_> {
     fn work(&self) {
         while let Some(number) = self.schedule.next() {
+            let start = std::time::Instant::now();
             let result = self.trial(number);
             match result {
-                Ok(Trial::Ran(outcome)) => {
+                Ok(Trial::Ran(mut outcome)) => {
+                    outcome.wall_seconds = start.elapsed().as_secs_f64();
                     if outcome.status == RunStatus::Interrupted {
                         self.schedule.cancel();
                     }
@@ -372,6 +383,8 @@ impl Session<'_> {
             test_accuracy: None,
             epochs: 0,
             error: Some(error.to_string()),
+            wall_seconds: 0.0,
+            step_seconds: 0.0,
         };
         let experiment = match self.sweep.trial_experiment(&params, number) {
             Ok(experiment) => experiment,
@@ -404,6 +417,7 @@ impl Session<'_> {
         let result = run::train_prepared(&place, &experiment, &prepared, &mut events);
         let run_id = events.run_id.clone();
         let epochs = events.own.len();
+        let step_seconds = result.as_ref().map_or(0.0, |s| s.step_seconds);
         let outcome = |status, metric, test_accuracy, error| TrialOutcome {
             number,
             run_id: run_id.clone(),
@@ -413,6 +427,8 @@ impl Session<'_> {
             test_accuracy,
             epochs,
             error,
+            wall_seconds: 0.0,
+            step_seconds,
         };
         Ok(match result {
             Ok(summary) => outcome(

@@ -9,8 +9,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    check_finite, evaluate, flush_denormals_on_all_threads, EarlyStopping, EpochMetrics,
-    FoldTraining, LabeledFeatures, TrainObserver,
+    check_finite, evaluate, flush_denormals_on_all_threads, initial_params, EarlyStopping,
+    EpochMetrics, FoldTraining, LabeledFeatures, TrainObserver,
 };
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
@@ -59,6 +59,8 @@ pub fn cross_validate(
         ));
     }
     flush_denormals_on_all_threads();
+    // Every fold starts from the same seeded weights, made once.
+    let initial = initial_params(config, train.dim, classes);
     let runners: Vec<HeadRunner> = folds
         .iter()
         .map(|_| HeadRunner::new(config.train.seed, config.head.dropout))
@@ -67,7 +69,13 @@ pub fn cross_validate(
         .iter()
         .zip(folds)
         .map(|(runner, fold)| {
-            FoldTraining::new(config, classes, runner, train, fold.train_rows.clone())
+            FoldTraining::new(
+                config,
+                initial.clone(),
+                runner,
+                train,
+                fold.train_rows.clone(),
+            )
         })
         .collect();
     let evaluator = HeadRunner::new(0, 0.0);

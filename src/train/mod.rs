@@ -171,7 +171,8 @@ pub fn fit(
     flush_denormals_on_all_threads();
     let runner = HeadRunner::new(config.train.seed, config.head.dropout);
     let all_rows = (0..train.len()).collect();
-    let mut fold = FoldTraining::new(config, classes, &runner, train, all_rows);
+    let params = initial_params(config, train.dim, classes);
+    let mut fold = FoldTraining::new(config, params, &runner, train, all_rows);
     let mut early = config.early_stopping.as_ref().map(EarlyStopping::new);
     let mut checkpoint = config.checkpoint.as_ref().map(Checkpoint::new);
     let mut epochs = Vec::new();
@@ -226,6 +227,11 @@ pub fn fit(
     })
 }
 
+/// The weights every head of `config` starts from (seeded by `train.seed`).
+fn initial_params(config: &ExperimentConfig, inputs: usize, classes: usize) -> HeadParams {
+    HeadParams::init(inputs, &config.head.hidden, classes, config.train.seed)
+}
+
 /// One head in training: its weights, optimizer and batch stream over its training rows.
 struct FoldTraining<'a> {
     trainer: HeadTrainer<'a>,
@@ -238,15 +244,15 @@ struct FoldTraining<'a> {
 }
 
 impl<'a> FoldTraining<'a> {
+    /// A head starting from `params` (see [`initial_params`]).
     fn new(
         config: &ExperimentConfig,
-        classes: usize,
+        params: HeadParams,
         runner: &'a HeadRunner,
         train: &'a LabeledFeatures,
         rows: Vec<usize>,
     ) -> Self {
         let t = &config.train;
-        let params = HeadParams::init(train.dim, &config.head.hidden, classes, t.seed);
         FoldTraining {
             optimizer: Optimizer::new(&t.optimizer, &params),
             trainer: runner.trainer(params),
