@@ -162,6 +162,11 @@ impl Job<'_> {
         let mut col = columns.start;
         while col < columns.end {
             let width = TILE_COLS.min(columns.end - col);
+            if width < TILE_COLS && self.isa == Isa::Avx2 {
+                self.run_padded(a, c, rows, col, width, col - columns.start, ldc);
+                col += width;
+                continue;
+            }
             let mut first = 0;
             loop {
                 let depth = DEPTH_CHUNK.min(self.depth - first);
@@ -185,6 +190,52 @@ impl Job<'_> {
                 }
             }
             col += width;
+        }
+    }
+
+    /// Output columns `col..col + width` (fewer than a tile's 16) through the full-width
+    /// kernels: that strip of B (and of the bias) is copied into a zero-padded 16-column one,
+    /// and the results are copied out. The scalar fallback was most of a linear head's step
+    /// (40 classes leave an 8-column strip; 4 classes are nothing but one).
+    #[allow(clippy::too_many_arguments)]
+    fn run_padded(
+        &self,
+        a: Matrix,
+        c: &mut [f32],
+        rows: usize,
+        col: usize,
+        width: usize,
+        out_col: usize,
+        ldc: usize,
+    ) {
+        let mut b = vec![0.0f32; self.depth * TILE_COLS];
+        for (k, row) in b.chunks_exact_mut(TILE_COLS).enumerate() {
+            row[..width].copy_from_slice(&self.b.data[k * self.b.stride + col..][..width]);
+        }
+        let bias = self.bias.map(|bias| {
+            let mut padded = [0.0f32; TILE_COLS];
+            padded[..width].copy_from_slice(&bias[col..col + width]);
+            padded
+        });
+        let mut out = vec![0.0f32; rows * TILE_COLS];
+        if self.accumulate {
+            for (r, row) in out.chunks_exact_mut(TILE_COLS).enumerate() {
+                row[..width].copy_from_slice(&c[r * ldc + out_col..][..width]);
+            }
+        }
+        let padded = Job {
+            b: Matrix {
+                data: &b,
+                stride: TILE_COLS,
+            },
+            depth: self.depth,
+            bias: bias.as_ref().map(|b| &b[..]),
+            accumulate: self.accumulate,
+            isa: self.isa,
+        };
+        padded.run(a, &mut out, rows, 0..TILE_COLS, TILE_COLS);
+        for (r, row) in out.chunks_exact(TILE_COLS).enumerate() {
+            c[r * ldc + out_col..][..width].copy_from_slice(&row[..width]);
         }
     }
 
