@@ -1,4 +1,4 @@
-//! Work that must not block an interface: training runs and predictions on background threads,
+//! Work that must not block an interface: training runs, sweeps and predictions on background threads,
 //! reporting small events over a channel, with cancellation. The TUI drains the channel between
 //! frames; nothing here draws. A job that panics (a bug) ends with an error message like any
 //! failed job, so the interface that started it stays usable.
@@ -17,6 +17,7 @@ use crate::model::TrainedHead;
 use crate::predict::{self, Prediction};
 use crate::progress::{NoProgress, Progress};
 use crate::run::{self, RunEvents, RunSummary};
+use crate::sweep::{run_sweep, Sweep, SweepEvents, SweepOutcome, TrialOutcome};
 use crate::train::EpochMetrics;
 use crate::workspace::Workspace;
 
@@ -137,6 +138,87 @@ impl RunEvents for ChannelEvents {
 
     fn epoch(&mut self, metrics: &EpochMetrics) {
         let _ = self.tx.send(TrainEvent::Epoch(metrics.clone()));
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// What a background sweep reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SweepEvent {
+    Started {
+        sweep_id: String,
+        total: usize,
+        done: usize,
+    },
+    TrialFinished(TrialOutcome),
+    /// The sweep session ended (all trials done, stopped, or failed).
+    Finished(std::result::Result<SweepOutcome, String>),
+}
+
+/// A sweep on its own thread: its events, and a way to stop it (running trials end
+/// `interrupted`; the sweep resumes when run again).
+pub struct SweepJob {
+    pub events: Receiver<SweepEvent>,
+    pub cancel: CancelHandle,
+}
+
+/// Runs (or resumes) the sweep file at `file` (relative to the workspace) in the background.
+pub fn spawn_sweep(
+    ws: Workspace,
+    file: PathBuf,
+    weights: Option<PathBuf>,
+    memory_limit: u64,
+) -> SweepJob {
+    let (tx, events) = channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let job = SweepJob {
+        events,
+        cancel: CancelHandle(cancel.clone()),
+    };
+    std::thread::spawn(move || {
+        let result = guarded(|| -> Result<SweepOutcome> {
+            let sweep = Sweep::load(&ws.root().join(&file))?;
+            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
+            let events = ChannelSweepEvents {
+                tx: Mutex::new(tx.clone()),
+                cancel,
+            };
+            run_sweep(&ws, &sweep, &backbone, memory_limit, &NoProgress, &events)
+        });
+        let _ = tx.send(SweepEvent::Finished(result));
+    });
+    job
+}
+
+struct ChannelSweepEvents {
+    tx: Mutex<Sender<SweepEvent>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl ChannelSweepEvents {
+    fn send(&self, event: SweepEvent) {
+        let _ = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(event);
+    }
+}
+
+impl SweepEvents for ChannelSweepEvents {
+    fn started(&self, sweep_id: &str, total: usize, done: usize) {
+        self.send(SweepEvent::Started {
+            sweep_id: sweep_id.to_owned(),
+            total,
+            done,
+        });
+    }
+
+    fn trial_finished(&self, trial: &TrialOutcome) {
+        self.send(SweepEvent::TrialFinished(trial.clone()));
     }
 
     fn cancelled(&self) -> bool {

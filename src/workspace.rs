@@ -36,11 +36,13 @@ impl Workspace {
         self.root.join("experiments")
     }
 
-    /// `experiments/*.yaml` (and `.yml`), as workspace-relative paths, sorted.
+    /// `experiments/*.yaml` (and `.yml`) and the sweep files in `experiments/sweeps/`, as
+    /// workspace-relative paths, sorted.
     pub fn experiment_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.experiments_dir())
-            .into_iter()
-            .flatten()
+        let sweeps = self.experiments_dir().join(SWEEPS_DIR);
+        let mut files: Vec<PathBuf> = [self.experiments_dir(), sweeps]
+            .iter()
+            .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten())
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
             .filter_map(|p| p.strip_prefix(&self.root).map(Path::to_owned).ok())
@@ -66,4 +68,14 @@ impl Workspace {
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.models_dir().join(run_id)
     }
+}
+
+/// Sweep files live in this folder of `experiments/`.
+pub const SWEEPS_DIR: &str = "sweeps";
+
+/// Whether a file listed with the experiments is a sweep file (it lies in a `sweeps/` folder).
+pub fn is_sweep_file(path: &Path) -> bool {
+    path.parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|name| name == SWEEPS_DIR)
 }

@@ -307,3 +307,34 @@ fn capital_r_runs_an_edited_copy_of_a_runs_config() {
     assert!(epochs.contains(&1) && epochs.contains(&2), "{runs}");
     session.quit();
 }
+
+/// Enter on a sweep file on the Experiments screen runs the sweep in the background; the Sweeps
+/// screen shows it and its trials table fills in as trials finish.
+#[test]
+fn a_sweep_started_from_experiments_fills_the_sweeps_screen() {
+    let ws = two_people_workspace();
+    std::fs::write(
+        ws.path().join("experiments/base.yaml"),
+        "data: {dir: facedata, train: train, test: test, validation: {folds: 2}}\nhead: {hidden: []}\ntrain: {epochs: 3}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ws.path().join("experiments/sweeps")).unwrap();
+    std::fs::write(
+        ws.path().join("experiments/sweeps/tiny.yaml"),
+        "experiment: ../base.yaml\nmethod: grid\nmetric: {name: cv_loss}\nparameters:\n  train.optimizer.lr: {values: [0.001, 0.01, 0.1]}\n",
+    )
+    .unwrap();
+    let session = Session::start_with("facelab-sweep", ws.path(), "");
+    session.wait_for("Runs");
+    session.keys(&["Tab"]);
+    session.wait_for("tiny.yaml");
+    session.keys(&["Down", "Enter"]);
+    let screen = session.wait_for("3/3 finished");
+    assert!(screen.contains("trials of tiny"), "{screen}");
+    let screen = session.wait_for("selected: trial");
+    assert!(screen.matches("finished").count() >= 3, "{screen}");
+    assert!(screen.contains("importance") && screen.contains("best so far"));
+    session.keys(&["Enter"]);
+    session.wait_for("run · config");
+    session.quit();
+}

@@ -181,7 +181,8 @@ impl Sweep {
         h.finalize().to_hex()[..8].to_string()
     }
 
-    /// Trial `number`'s experiment: the base with the trial's parameters, a training seed
+    /// Trial `number`'s experiment: the base (with its defaults written out, so a swept key
+    /// may sit under a default such as `train.optimizer`) with the trial's parameters, a training seed
     /// derived from (sweep seed, trial number) unless `train.seed` is swept, and the base's
     /// augmentation seed, so every trial shares the same augmented copies.
     pub fn trial_experiment(&self, params: &Params, number: usize) -> Result<Experiment> {
@@ -204,7 +205,7 @@ impl Sweep {
                 value: serde_norway::Value::from(self.base.config.augment_seed()),
             });
         }
-        Experiment::parse_with(&self.base.path, &self.base.text, &overrides)
+        Experiment::parse_with(&self.base.path, &self.base.resolved_yaml(), &overrides)
     }
 }
 
@@ -232,7 +233,7 @@ fn check_key(base: &Experiment, key: &str, domain: &Domain) -> std::result::Resu
             key: key.to_owned(),
             value: serde_norway::to_value(&value).expect("JSON values are YAML values"),
         };
-        if let Err(e) = Experiment::parse_with(&base.path, &base.text, &[o]) {
+        if let Err(e) = Experiment::parse_with(&base.path, &base.resolved_yaml(), &[o]) {
             let reason = match e {
                 Error::Config { key, message, .. } => {
                     format!("{key}: {}", message.trim_end_matches(" (set with --set)"))

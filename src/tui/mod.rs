@@ -17,6 +17,7 @@ use facelab::capture::source::SourceSpec;
 use facelab::jobs::{self, guarded, CancelHandle, CaptureControl};
 use facelab::run::{delete_run, mark_dead_runs, open_store, test_images};
 use facelab::store::RunStore;
+use facelab::sweep::report::SweepReport;
 use facelab::workspace::Workspace;
 use ratatui::crossterm::event::{Event, KeyEventKind};
 use ratatui::Terminal;
@@ -106,6 +107,7 @@ fn event_loop(
         tx,
         store_tx,
         job: None,
+        sweep: None,
         capture: None,
     };
     let mut app = App::default();
@@ -146,7 +148,7 @@ fn event_loop(
             }
         }
         if app.quit {
-            if let Some(job) = &runtime.job {
+            for job in runtime.job.iter().chain(&runtime.sweep) {
                 job.cancel();
             }
             if let Some(capture) = &runtime.capture {
@@ -231,6 +233,13 @@ fn serve(store: &RunStore, ws: &Workspace, command: Command) -> anyhow::Result<M
             Msg::RunsLoaded(store.runs()?)
         }
         Command::ListExperiments => Msg::ExperimentsListed(ws.experiment_files()),
+        Command::LoadSweeps => Msg::SweepsLoaded(
+            store
+                .sweeps()?
+                .iter()
+                .map(|s| SweepReport::load(store, &s.id))
+                .collect::<Result<_, _>>()?,
+        ),
         Command::ListPredictImages(id) => Msg::PredictImages(test_images(ws, &store.run(&id)?)?),
         other => Msg::Error(format!("not a store command: {other:?}")),
     })
@@ -252,6 +261,7 @@ struct Runtime {
     tx: Sender<Msg>,
     store_tx: Sender<Command>,
     job: Option<CancelHandle>,
+    sweep: Option<CancelHandle>,
     capture: Option<Sender<CaptureControl>>,
 }
 
@@ -259,6 +269,21 @@ impl Runtime {
     fn execute(&mut self, command: Command) {
         match command {
             Command::StartTraining(path) => self.start_training(&path),
+            Command::StartSweep(path) => {
+                let job = jobs::spawn_sweep(
+                    self.ws.clone(),
+                    path,
+                    self.weights.clone(),
+                    self.memory_limit,
+                );
+                self.sweep = Some(job.cancel);
+                forward(job.events, self.tx.clone(), Msg::Sweep);
+            }
+            Command::CancelSweep => {
+                if let Some(sweep) = &self.sweep {
+                    sweep.cancel();
+                }
+            }
             Command::CancelTraining => {
                 if let Some(job) = &self.job {
                     job.cancel();

@@ -11,6 +11,7 @@ mod capture;
 pub mod experiments;
 mod predict;
 mod runs;
+pub mod sweeps;
 #[cfg(test)]
 mod tests;
 mod text_input;
@@ -18,9 +19,10 @@ mod text_input;
 use std::path::PathBuf;
 
 use facelab::capture::source::SourceSpec;
-use facelab::jobs::{CaptureControl, CaptureEvent, TrainEvent};
+use facelab::jobs::{CaptureControl, CaptureEvent, SweepEvent, TrainEvent};
 use facelab::predict::Prediction;
 use facelab::store::{RunRecord, StoredConfusion};
+use facelab::sweep::report::SweepReport;
 use facelab::train::EpochMetrics;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -28,6 +30,7 @@ pub use capture::CaptureState;
 pub use experiments::ExperimentsState;
 pub use predict::PredictState;
 pub use runs::RunsState;
+pub use sweeps::SweepsState;
 pub use text_input::TextInput;
 
 /// The screens reachable with Tab, and the ones opened from them.
@@ -37,6 +40,7 @@ pub enum Screen {
     Detail,
     Compare,
     Experiments,
+    Sweeps,
     Predict,
     Capture,
 }
@@ -136,6 +140,7 @@ pub struct App {
     pub detail: Option<RunDetail>,
     pub compare: CompareState,
     pub experiments: ExperimentsState,
+    pub sweeps: SweepsState,
     pub predict: PredictState,
     pub capture: CaptureState,
     pub prompt: Option<Prompt>,
@@ -155,6 +160,7 @@ impl Default for App {
             detail: None,
             compare: CompareState::default(),
             experiments: ExperimentsState::default(),
+            sweeps: SweepsState::default(),
             predict: PredictState::default(),
             capture: CaptureState::default(),
             prompt: None,
@@ -176,6 +182,8 @@ pub enum Msg {
     CompareLoaded(Vec<RunDetail>),
     ExperimentsListed(Vec<PathBuf>),
     Train(TrainEvent),
+    SweepsLoaded(Vec<SweepReport>),
+    Sweep(SweepEvent),
     PredictImages(Vec<PathBuf>),
     Predicted(Result<Prediction, String>),
     Capture(CaptureEvent),
@@ -194,6 +202,10 @@ pub enum Command {
     LoadCompare(Vec<String>),
     ListExperiments,
     StartTraining(PathBuf),
+    LoadSweeps,
+    /// Run (or resume) a sweep file in the background.
+    StartSweep(PathBuf),
+    CancelSweep,
     /// Open a workspace-relative file in the user's editor, the UI suspended meanwhile.
     EditFile(PathBuf),
     /// Open a copy of a run's resolved config in the editor, then train it if it checks out.
@@ -240,6 +252,8 @@ impl App {
             }
             Msg::ExperimentsListed(files) => self.experiments.listed(files),
             Msg::Train(event) => return self.experiments.on_train_event(event),
+            Msg::SweepsLoaded(reports) => self.sweeps.load(reports),
+            Msg::Sweep(event) => return self.sweeps.on_sweep_event(event),
             Msg::PredictImages(images) => self.predict.images_listed(images),
             Msg::Predicted(result) => self.predict.predicted(result),
             Msg::Capture(event) => self.capture.on_event(event),
@@ -292,7 +306,8 @@ impl App {
             Screen::Runs => self.runs.on_key(key),
             Screen::Detail => self.on_detail_key(key),
             Screen::Compare => self.on_compare_key(key),
-            Screen::Experiments => self.experiments.on_key(key),
+            Screen::Experiments => self.on_experiments_key(key),
+            Screen::Sweeps => self.sweeps.on_key(key),
             Screen::Predict => {
                 // Each key moves the random pick on, so two `r`s in a row differ.
                 self.ticks += 1;
@@ -301,6 +316,30 @@ impl App {
             Screen::Capture => self.capture.on_key(key),
         };
         self.apply(reaction)
+    }
+
+    /// Enter on a sweep file starts the sweep and shows it on the Sweeps screen; every other
+    /// key is the Experiments screen's own.
+    fn on_experiments_key(&mut self, key: KeyEvent) -> Reaction {
+        let file = self
+            .experiments
+            .files
+            .get(self.experiments.selected)
+            .cloned();
+        match file {
+            Some(file)
+                if key.code == KeyCode::Enter && facelab::workspace::is_sweep_file(&file) =>
+            {
+                if self.sweeps.running() {
+                    return Reaction::status("a sweep is already going; x on Sweeps stops it");
+                }
+                self.sweeps.job = Some(sweeps::SweepJobView::new(file.clone()));
+                self.screen = Screen::Sweeps;
+                Reaction::default()
+                    .with_commands(vec![Command::StartSweep(file), Command::LoadSweeps])
+            }
+            _ => self.experiments.on_key(key),
+        }
     }
 
     fn on_detail_key(&mut self, key: KeyEvent) -> Reaction {
@@ -356,12 +395,14 @@ impl App {
     fn next_tab(&mut self) -> Vec<Command> {
         self.screen = match self.screen {
             Screen::Runs | Screen::Detail | Screen::Compare => Screen::Experiments,
-            Screen::Experiments => Screen::Predict,
+            Screen::Experiments => Screen::Sweeps,
+            Screen::Sweeps => Screen::Predict,
             Screen::Predict => Screen::Capture,
             Screen::Capture => Screen::Runs,
         };
         match self.screen {
             Screen::Experiments => vec![Command::ListExperiments],
+            Screen::Sweeps => vec![Command::LoadSweeps],
             Screen::Predict => {
                 let run = self.selected_run().map(|r| r.id.clone());
                 self.predict.enter(run)

@@ -120,6 +120,8 @@ fn tab_cycles_screens_and_asks_for_their_data() {
         app.update(key(KeyCode::Tab)),
         vec![Command::ListExperiments]
     );
+    assert_eq!(app.update(key(KeyCode::Tab)), vec![Command::LoadSweeps]);
+    assert_eq!(app.screen, Screen::Sweeps);
     assert_eq!(
         app.update(key(KeyCode::Tab)),
         vec![Command::ListPredictImages("bbbb2222".into())]
@@ -343,4 +345,43 @@ fn each_screen_goes_back_to_runs_on_esc() {
         app.update(key(KeyCode::Esc));
         assert_eq!(app.screen, Screen::Runs, "{screen:?}");
     }
+}
+
+#[test]
+fn enter_on_a_sweep_file_starts_it_and_shows_it_filling_in() {
+    use facelab::jobs::SweepEvent;
+    let mut app = App {
+        screen: Screen::Experiments,
+        ..App::default()
+    };
+    app.update(Msg::ExperimentsListed(vec![
+        "experiments/seed.yaml".into(),
+        "experiments/sweeps/s.yaml".into(),
+    ]));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![
+            Command::StartSweep("experiments/sweeps/s.yaml".into()),
+            Command::LoadSweeps
+        ]
+    );
+    assert_eq!(app.screen, Screen::Sweeps);
+    assert!(app.sweeps.running());
+    app.update(Msg::Sweep(SweepEvent::Started {
+        sweep_id: "abcd1234".into(),
+        total: 4,
+        done: 1,
+    }));
+    assert_eq!(
+        app.update(key(KeyCode::Char('x'))),
+        vec![Command::CancelSweep]
+    );
+    // A plain experiment file still trains.
+    app.screen = Screen::Experiments;
+    app.update(key(KeyCode::Up));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Command::StartTraining("experiments/seed.yaml".into())]
+    );
 }

@@ -8,6 +8,7 @@ mod detail;
 mod experiments;
 mod predict;
 mod runs;
+mod sweeps;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -34,6 +35,7 @@ pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
         Screen::Detail => detail::render(frame, app, body),
         Screen::Compare => compare::render(frame, app, body),
         Screen::Experiments => experiments::render(frame, app, body),
+        Screen::Sweeps => sweeps::render(frame, app, body),
         Screen::Predict => predict::render(frame, app, body, image),
         Screen::Capture => capture::render(frame, app, body, image),
     }
@@ -67,10 +69,11 @@ fn render_tabs(frame: &mut Frame, app: &App, area: Rect) {
     let selected = match app.screen {
         Screen::Runs | Screen::Detail | Screen::Compare => 0,
         Screen::Experiments => 1,
-        Screen::Predict => 2,
-        Screen::Capture => 3,
+        Screen::Sweeps => 2,
+        Screen::Predict => 3,
+        Screen::Capture => 4,
     };
-    let titles = ["Runs", "Experiments", "Predict", "Capture"];
+    let titles = ["Runs", "Experiments", "Sweeps", "Predict", "Capture"];
     let tabs = Tabs::new(titles)
         .select(selected)
         .highlight_style(
@@ -153,9 +156,17 @@ pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
         ],
         Screen::Experiments => &[
             ("↑↓/jk", "move"),
-            ("Enter", "start a run"),
+            ("Enter", "start a run (a sweep file: the sweep)"),
             ("e", "edit in $EDITOR"),
             ("x", "cancel the run"),
+            ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Sweeps => &[
+            ("↑↓/jk", "trial"),
+            ("←→/hl", "sweep"),
+            ("Enter", "open the trial's run"),
+            ("x", "stop the sweep"),
             ("Esc", "back"),
             ("Tab", "next screen"),
         ],
