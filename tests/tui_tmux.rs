@@ -208,7 +208,7 @@ fn capture_from_a_folder_in_the_terminal_saves_what_the_cli_saves() {
     let ws = tempfile::tempdir().unwrap();
     let session = Session::start("facelab-capture", ws.path());
     session.wait_for("Runs");
-    session.keys(&["Tab", "Tab", "Tab"]);
+    session.keys(&["Tab", "Tab", "Tab", "Tab"]);
     session.wait_for("source  camera:0");
     session.keys(&["n"]);
     session.type_text("eric");
