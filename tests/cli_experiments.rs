@@ -6,16 +6,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use common::{copy_dir, orl_workspace, repo_root, shared, weights_path};
+use common::{copy_dir, facelab, orl_workspace, repo_root, shared, spawn_facelab, stdout_of};
 use predicates::prelude::*;
-
-fn facelab(workspace: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("facelab").unwrap();
-    cmd.current_dir(workspace)
-        .env("FACELAB_WEIGHTS", weights_path());
-    cmd
-}
 
 /// A workspace with the notebook's dataset and the shipped experiments.
 fn seed_workspace() -> tempfile::TempDir {
@@ -26,11 +18,6 @@ fn seed_workspace() -> tempfile::TempDir {
         &ws.path().join("experiments"),
     );
     ws
-}
-
-/// The stdout of a command that must succeed.
-fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
 }
 
 fn runs_json(ws: &Path) -> Vec<serde_json::Value> {
@@ -244,15 +231,7 @@ fn a_killed_run_is_marked_interrupted_and_the_store_stays_usable() {
         "data: {dir: facedata, train: train, test: test}\nhead: {hidden: [256]}\ntrain: {epochs: 100000}\n",
     )
     .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("facelab");
-    let mut child = std::process::Command::new(bin)
-        .current_dir(ws.path())
-        .env("FACELAB_WEIGHTS", weights_path())
-        .args(["train", "experiments/long.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_facelab(ws.path(), &["train", "experiments/long.yaml"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let runs = if ws.path().join("facelab.db").exists() {

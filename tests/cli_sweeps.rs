@@ -9,15 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use common::{copy_dir, orl_workspace, repo_root, shared, weights_path};
+use common::{copy_dir, facelab, orl_workspace, repo_root, shared, spawn_facelab, stdout_of};
 use serde_json::Value;
-
-fn facelab(workspace: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("facelab").unwrap();
-    cmd.current_dir(workspace)
-        .env("FACELAB_WEIGHTS", weights_path());
-    cmd
-}
 
 fn json_of(cmd: &mut Command) -> Value {
     let out = cmd.assert().success().get_output().stdout.clone();
@@ -99,15 +92,7 @@ fn a_grid_sweep_runs_each_combination_once_survives_sigkill_and_then_has_nothing
          head.hidden: {values: [[], [256], [1024, 512]]}\n  \
          head.dropout: {values: [0.0, 0.3]}\n",
     );
-    let bin = assert_cmd::cargo::cargo_bin("facelab");
-    let mut child = std::process::Command::new(bin)
-        .current_dir(ws.path())
-        .env("FACELAB_WEIGHTS", weights_path())
-        .args(["sweep", "experiments/sweeps/grid.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_facelab(ws.path(), &["sweep", "experiments/sweeps/grid.yaml"]);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let done = sweeps_json(ws.path())
@@ -126,14 +111,7 @@ fn a_grid_sweep_runs_each_combination_once_survives_sigkill_and_then_has_nothing
     let done_before = half["finished_trials"].as_u64().unwrap();
     assert!(done_before < 18, "killed half way, not at the end");
 
-    let out = facelab(ws.path())
-        .args(["sweep", "experiments/sweeps/grid.yaml"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8(out).unwrap();
+    let out = stdout_of(facelab(ws.path()).args(["sweep", "experiments/sweeps/grid.yaml"]));
     assert!(
         out.contains(&format!("sweep {id}")),
         "the same sweep resumed: {out}"
@@ -164,24 +142,9 @@ fn a_grid_sweep_runs_each_combination_once_survives_sigkill_and_then_has_nothing
     let best_metric = trials[best as usize].3.as_f64().unwrap();
     assert!(trials.iter().all(|t| t.3.as_f64().unwrap() <= best_metric));
 
-    let again = facelab(ws.path())
-        .args(["sweep", "experiments/sweeps/grid.yaml"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8(again)
-        .unwrap()
-        .contains("(0 run now, 18 before)"));
-    let exported = facelab(ws.path())
-        .args(["sweep", "export", &id])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let exported = String::from_utf8(exported).unwrap();
+    let again = stdout_of(facelab(ws.path()).args(["sweep", "experiments/sweeps/grid.yaml"]));
+    assert!(again.contains("(0 run now, 18 before)"));
+    let exported = stdout_of(facelab(ws.path()).args(["sweep", "export", &id]));
     let lr = trials[best as usize].2["train.optimizer.lr"]
         .as_f64()
         .unwrap();
@@ -250,17 +213,8 @@ fn the_median_rule_prunes_trials_that_fall_behind_and_keeps_their_epochs() {
             "a pruned trial has no metric to be selected by"
         );
     }
-    let table = facelab(ws.path())
-        .args(["runs"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(
-        String::from_utf8(table).unwrap().matches("pruned").count(),
-        2
-    );
+    let table = stdout_of(facelab(ws.path()).args(["runs"]));
+    assert_eq!(table.matches("pruned").count(), 2);
 }
 
 /// Each bad sweep fixture: exit code 2, and stderr naming the file, its line and the key.

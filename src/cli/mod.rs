@@ -255,27 +255,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             json,
             csv,
         } => {
-            let format = if json {
-                runs::Format::Json
-            } else if csv {
-                runs::Format::Csv
-            } else {
-                runs::Format::Table
-            };
-            runs::list(&context, sort, reverse, format)
+            runs::list(&context, sort, reverse, runs::Format::from_flags(json, csv))
         }
         Command::Show { run } => runs::show(&context, &run),
         Command::Sweeps { json } => sweep::list(&context, json),
         Command::Sweep { file, what } => match (file, what) {
             (_, Some(SweepCommand::Show { sweep: id, json, csv })) => {
-                let format = if json {
-                    runs::Format::Json
-                } else if csv {
-                    runs::Format::Csv
-                } else {
-                    runs::Format::Table
-                };
-                sweep::show(&context, &id, format)
+                sweep::show(&context, &id, runs::Format::from_flags(json, csv))
             }
             (_, Some(SweepCommand::Export { sweep: id, trial })) => {
                 sweep::export(&context, &id, trial)

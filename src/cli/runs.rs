@@ -17,6 +17,17 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// The format `--json` / `--csv` ask for (clap keeps them apart), else a table.
+    pub fn from_flags(json: bool, csv: bool) -> Format {
+        match (json, csv) {
+            (true, _) => Format::Json,
+            (_, true) => Format::Csv,
+            _ => Format::Table,
+        }
+    }
+}
+
 pub fn list(
     ctx: &Context,
     sort: RunColumn,

@@ -142,6 +142,7 @@ pub fn train_experiment(
     progress: &dyn Progress,
     events: &mut dyn RunEvents,
 ) -> Result<RunSummary> {
+    // Before the features are read: a config that cannot validate fails at once.
     check_validation_available(experiment)?;
     let prepared = prepare(ws, experiment, backbone, memory_limit, progress)?;
     let store = SharedStore::new(open_store(ws)?);
@@ -173,7 +174,6 @@ pub fn train_prepared(
 ) -> Result<RunSummary> {
     let config = &experiment.config;
     let mut clock = PhaseClock::start();
-    check_validation_available(experiment)?;
     let sets = training_sets(experiment, prepared)?;
     let data = &prepared.data;
     let store = place.store;

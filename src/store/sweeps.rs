@@ -6,7 +6,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now, RunRecord, RunStatus, RunStore, MIN_PREFIX};
+use super::{id_prefix, now, RunRecord, RunStatus, RunStore};
 use crate::error::{Error, Result};
 
 /// What is known of a sweep when it is first run.
@@ -87,13 +87,7 @@ impl RunStore {
 
     /// The sweep whose id is `id_or_prefix`, or the only one starting with it.
     pub fn sweep(&self, id_or_prefix: &str) -> Result<SweepRecord> {
-        let is_hex = id_or_prefix.chars().all(|c| c.is_ascii_hexdigit());
-        if id_or_prefix.len() < MIN_PREFIX || !is_hex {
-            return Err(Error::InvalidArgument(format!(
-                "sweep {id_or_prefix:?}: give at least {MIN_PREFIX} hex digits of a sweep id (`facelab sweeps` lists them)"
-            )));
-        }
-        let prefix = id_or_prefix.to_ascii_lowercase();
+        let prefix = id_prefix("sweep", id_or_prefix)?;
         let mut found = self.query_sweeps(
             "WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
             params![prefix],

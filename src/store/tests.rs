@@ -1,6 +1,7 @@
 //! The store on an in-memory database (and a file, for reopening): a run's lifecycle, prefixes,
 //! interrupted runs, migrations.
 use super::*;
+use crate::train::metrics::ConfusionMatrix;
 
 fn new_run(id: &str) -> NewRun {
     NewRun {

@@ -76,7 +76,7 @@ impl SweepReport {
                     .run
                     .as_ref()
                     .filter(|r| r.status == RunStatus::Finished)
-                    .and_then(|r| super::runner::run_metric(metric, r)),
+                    .and_then(|r| metric.of_run(r)),
                 test_accuracy: t.run.as_ref().and_then(|r| r.test_accuracy),
                 epochs: t.run.as_ref().map_or(0, |r| r.epochs),
             })

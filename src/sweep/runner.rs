@@ -28,7 +28,7 @@ use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::run::{self, PreparedData, RunEvents, RunPlace};
-use crate::store::{RunRecord, RunStatus, SharedStore, SweepRecord, TrialOf, TrialRecord};
+use crate::store::{RunStatus, SharedStore, SweepRecord, TrialOf, TrialRecord};
 use crate::train::EpochMetrics;
 use crate::workspace::Workspace;
 
@@ -81,25 +81,6 @@ pub struct SweepOutcome {
     pub cancelled: bool,
     /// Seconds spent reading the base experiment's dataset and features before any trial.
     pub prepare_seconds: f64,
-}
-
-/// The metric of a trial's run, from its selection figures.
-pub fn run_metric(metric: SweepMetric, run: &RunRecord) -> Option<f64> {
-    let selection = run.selection?;
-    Some(if metric.is_accuracy() {
-        selection.accuracy
-    } else {
-        selection.loss
-    })
-}
-
-/// The metric in one epoch's figures (the run's per-epoch validation values).
-pub fn epoch_metric(metric: SweepMetric, epoch: &EpochMetrics) -> Option<f64> {
-    if metric.is_accuracy() {
-        epoch.val_accuracy
-    } else {
-        epoch.val_loss
-    }
 }
 
 /// Runs (or resumes) `sweep` in workspace `ws` until every trial is done or `events` cancels.
@@ -323,7 +304,7 @@ impl Session<'_> {
             .filter_map(|t| {
                 let run = t.run.as_ref()?;
                 let value = match run.status {
-                    RunStatus::Finished => Some(run_metric(metric, run)?),
+                    RunStatus::Finished => Some(metric.of_run(run)?),
                     RunStatus::Pruned => None,
                     _ => return None,
                 };
@@ -349,7 +330,7 @@ impl Session<'_> {
                 Ok(store
                     .epochs(&run.id)?
                     .iter()
-                    .map(|e| epoch_metric(metric, e).unwrap_or(f64::NAN))
+                    .map(|e| metric.of_epoch(e).unwrap_or(f64::NAN))
                     .collect())
             })
             .collect()
@@ -433,13 +414,7 @@ impl Session<'_> {
         Ok(match result {
             Ok(summary) => outcome(
                 RunStatus::Finished,
-                summary.selection.map(|s| {
-                    if spec.metric.name.is_accuracy() {
-                        s.accuracy
-                    } else {
-                        s.loss
-                    }
-                }),
+                summary.selection.map(|s| spec.metric.name.of_selection(&s)),
                 summary.test_accuracy,
                 None,
             ),
@@ -479,7 +454,7 @@ impl RunEvents for TrialEvents<'_> {
 
     fn epoch(&mut self, metrics: &EpochMetrics) {
         self.own
-            .push(epoch_metric(self.metric, metrics).unwrap_or(f64::NAN));
+            .push(self.metric.of_epoch(metrics).unwrap_or(f64::NAN));
         self.sweep.trial_epoch(self.number, metrics);
     }
 

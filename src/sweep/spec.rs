@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{RunRecord, Selection};
+use crate::train::EpochMetrics;
+
 /// One sweep file with its defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +86,29 @@ impl SweepMetric {
 
     pub fn is_accuracy(self) -> bool {
         matches!(self, SweepMetric::CvAccuracy | SweepMetric::ValAccuracy)
+    }
+
+    /// This metric among a run's selection figures.
+    pub fn of_selection(self, selection: &Selection) -> f64 {
+        if self.is_accuracy() {
+            selection.accuracy
+        } else {
+            selection.loss
+        }
+    }
+
+    /// This metric for a run, from the selection figures it recorded.
+    pub fn of_run(self, run: &RunRecord) -> Option<f64> {
+        run.selection.as_ref().map(|s| self.of_selection(s))
+    }
+
+    /// This metric in one epoch's figures (the per-epoch validation values).
+    pub fn of_epoch(self, epoch: &EpochMetrics) -> Option<f64> {
+        if self.is_accuracy() {
+            epoch.val_accuracy
+        } else {
+            epoch.val_loss
+        }
     }
 
     /// Cross-validated metrics need `data.validation.folds`; held-out ones `fraction`.

@@ -108,3 +108,28 @@ pub fn orl_workspace() -> tempfile::TempDir {
     }
     ws
 }
+
+/// `facelab` run in `workspace` with the test weights.
+pub fn facelab(workspace: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("facelab").unwrap();
+    cmd.current_dir(workspace)
+        .env("FACELAB_WEIGHTS", weights_path());
+    cmd
+}
+
+/// The stdout of a command that must succeed.
+pub fn stdout_of(cmd: &mut assert_cmd::Command) -> String {
+    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+}
+
+/// `facelab ARGS` started in `workspace` as a child process (output discarded), to be killed.
+pub fn spawn_facelab(workspace: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("facelab"))
+        .current_dir(workspace)
+        .env("FACELAB_WEIGHTS", weights_path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
