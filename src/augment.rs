@@ -239,7 +239,8 @@ pub fn variant_id(spec: &AugmentConfig, seed: u64, copy: usize) -> u32 {
     h.update(&seed.to_le_bytes());
     h.update(&(copy as u64).to_le_bytes());
     let bytes = h.finalize();
-    u32::from_le_bytes(bytes.as_bytes()[..4].try_into().expect("4 bytes")).max(1)
+    u32::from_le_bytes(bytes.as_bytes()[..4].try_into().expect("4 bytes"))
+        .clamp(1, crate::features::MIRROR_VARIANT - 1)
 }
 
 #[cfg(test)]

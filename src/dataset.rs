@@ -125,6 +125,10 @@ pub struct ExperimentData {
     pub labels: Vec<String>,
     pub train: Vec<LabeledImage>,
     pub test: Vec<LabeledImage>,
+    /// People never trained on (`data.strangers`), their images' `class` indexing
+    /// `stranger_names`: they measure how many strangers a run accepts.
+    pub strangers: Vec<LabeledImage>,
+    pub stranger_names: Vec<String>,
 }
 
 impl ExperimentData {
@@ -139,12 +143,13 @@ impl ExperimentData {
                 "no such folder; create it and add one folder of images per person".into(),
             ));
         }
+        let (strangers_folder, named) = data.strangers_folder();
         let (classes, train, test) = match (&data.train, &data.test, &data.split) {
             (Some(train), Some(test), _) => {
-                let train_people = person_folders(&dir.join(train)).map_err(|m| {
+                let train_people = person_folders(&dir.join(train), None).map_err(|m| {
                     experiment.error("data.train", format!("{}: {m}", dir.join(train).display()))
                 })?;
-                let test_people = person_folders(&dir.join(test)).map_err(|m| {
+                let test_people = person_folders(&dir.join(test), None).map_err(|m| {
                     experiment.error("data.test", format!("{}: {m}", dir.join(test).display()))
                 })?;
                 let classes: Vec<String> =
@@ -175,23 +180,14 @@ impl ExperimentData {
                 (classes, train, test)
             }
             (_, _, Some(split)) => {
-                let people = person_folders(&dir).map_err(dir_error)?;
+                let people = person_folders(&dir, Some(strangers_folder)).map_err(dir_error)?;
                 let classes = people.iter().map(|(name, _)| name.clone()).collect();
                 let (train, test) = split_people(people, split.test_fraction, split.seed);
                 (classes, train, test)
             }
             _ => {
-                let people = person_folders(&dir).map_err(dir_error)?;
-                let classes = people.iter().map(|(name, _)| name.clone()).collect();
-                let train = people
-                    .into_iter()
-                    .enumerate()
-                    .flat_map(|(class, (_, images))| {
-                        images
-                            .into_iter()
-                            .map(move |path| LabeledImage { path, class })
-                    })
-                    .collect();
+                let people = person_folders(&dir, Some(strangers_folder)).map_err(dir_error)?;
+                let (classes, train) = labelled(people);
                 (classes, train, Vec::new())
             }
         };
@@ -214,11 +210,39 @@ impl ExperimentData {
             .iter()
             .map(|c| data.labels.get(c).cloned().unwrap_or_else(|| c.clone()))
             .collect();
+        let strangers_dir = dir.join(strangers_folder);
+        let stranger_people = if strangers_dir.is_dir() {
+            person_folders(&strangers_dir, None).map_err(|m| {
+                experiment.error(
+                    "data.strangers",
+                    format!("{}: {m}", strangers_dir.display()),
+                )
+            })?
+        } else if named {
+            return Err(experiment.error(
+                "data.strangers",
+                format!(
+                    "{}: no such folder; make it with one folder per stranger, or leave data.strangers out",
+                    strangers_dir.display()
+                ),
+            ));
+        } else {
+            Vec::new()
+        };
+        if let Some((both, _)) = stranger_people.iter().find(|(n, _)| classes.contains(n)) {
+            return Err(experiment.error(
+                "data.strangers",
+                format!("'{both}' is both a known person and a stranger in {}; a stranger must be someone the head never trains on", strangers_dir.display()),
+            ));
+        }
+        let (stranger_names, strangers) = labelled(stranger_people);
         Ok(ExperimentData {
             classes,
             labels,
             train,
             test,
+            strangers,
+            stranger_names,
         })
     }
 
@@ -234,14 +258,33 @@ impl ExperimentData {
     }
 }
 
-/// The person folders directly under `dir`, sorted, each with its images.
-fn person_folders(dir: &Path) -> std::result::Result<Vec<(String, Vec<PathBuf>)>, String> {
+/// The people's names, and their images labelled with each person's position.
+fn labelled(people: Vec<(String, Vec<PathBuf>)>) -> (Vec<String>, Vec<LabeledImage>) {
+    let names = people.iter().map(|(name, _)| name.clone()).collect();
+    let images = people
+        .into_iter()
+        .enumerate()
+        .flat_map(|(class, (_, images))| {
+            images
+                .into_iter()
+                .map(move |path| LabeledImage { path, class })
+        })
+        .collect();
+    (names, images)
+}
+
+/// The person folders directly under `dir` (but `skip`, the strangers' folder), sorted, each
+/// with its images.
+fn person_folders(
+    dir: &Path,
+    skip: Option<&str>,
+) -> std::result::Result<Vec<(String, Vec<PathBuf>)>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{e}"))?;
     let mut people = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| e.to_string())?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_dir() || name.starts_with('.') {
+        if !entry.path().is_dir() || name.starts_with('.') || Some(name.as_str()) == skip {
             continue;
         }
         let images = list_images(&entry.path())

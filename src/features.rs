@@ -149,7 +149,31 @@ pub struct Extraction {
 pub struct FeatureRequest<'a> {
     pub path: PathBuf,
     pub augment: Option<AugmentCopy<'a>>,
+    /// The image mirrored left to right (test-time flip averaging).
+    pub mirror: bool,
 }
+
+impl FeatureRequest<'_> {
+    /// The image as it is.
+    pub fn plain(path: &Path) -> Self {
+        FeatureRequest {
+            path: path.to_owned(),
+            augment: None,
+            mirror: false,
+        }
+    }
+
+    /// The image mirrored left to right.
+    pub fn mirrored(path: &Path) -> Self {
+        FeatureRequest {
+            mirror: true,
+            ..FeatureRequest::plain(path)
+        }
+    }
+}
+
+/// The cache variant of a mirrored image; augmented copies' ids stay below it.
+pub const MIRROR_VARIANT: u32 = u32::MAX;
 
 /// Copy number `copy` of an image under `spec`, drawn with the training seed.
 #[derive(Debug, Clone, Copy)]
@@ -169,10 +193,7 @@ pub fn extract(
 ) -> Result<Extraction> {
     let requests: Vec<FeatureRequest> = paths
         .iter()
-        .map(|path| FeatureRequest {
-            path: path.clone(),
-            augment: None,
-        })
+        .map(|path| FeatureRequest::plain(path))
         .collect();
     extract_requests(backbone, cache, &requests, resize, progress)
 }
@@ -222,6 +243,8 @@ pub fn extract_requests(
             let mut key = file.key.clone();
             if let Some(a) = &request.augment {
                 key.variant = augment::variant_id(a.spec, a.seed, a.copy);
+            } else if request.mirror {
+                key.variant = MIRROR_VARIANT;
             }
             report.content[i] = Some(key.content);
             match cache.get(&key) {
@@ -340,6 +363,7 @@ fn prepare_request(
             let transform = Transform::draw(a.spec, a.seed, &file.key.content, a.copy, side, side);
             image_prep::normalise(&transform.apply(square))
         }
+        None if request.mirror => image_prep::normalise(&image::imageops::flip_horizontal(square)),
         None => image_prep::normalise(square),
     })
 }

@@ -244,6 +244,7 @@ pub fn spawn_prediction(
                 &head,
                 &cache,
                 std::slice::from_ref(&image),
+                None,
                 &NoProgress,
             )?;
             match predictions.pop() {
@@ -438,6 +439,8 @@ mod tests {
             resize: crate::image_prep::ResizeMode::Squash,
             l2_normalize: false,
             weights_sha256: "w".into(),
+            flip_average: false,
+            open_set: None,
         };
         save_meta(&run_dir, &meta).unwrap();
         let rx = spawn_prediction(ws, "abcd1234".into(), dir.path().join("x.png"), None);

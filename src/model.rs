@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::FEATURE_DIM;
 use crate::error::{Error, Result};
 use crate::image_prep::ResizeMode;
-use crate::train::head::{Dense, HeadParams};
+use crate::train::head::{Dense, HeadParams, Output};
 
 pub const HEAD_FILE: &str = "head.safetensors";
 pub const BEST_FILE: &str = "best.safetensors";
@@ -30,6 +30,19 @@ pub struct HeadMeta {
     pub resize: ResizeMode,
     pub l2_normalize: bool,
     pub weights_sha256: String,
+    /// Features are the mean of the image's and its mirror image's (`predict.flip_average`).
+    #[serde(default)]
+    pub flip_average: bool,
+    /// The calibrated acceptance threshold: a face scoring below it is "unknown".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetThreshold>,
+}
+
+/// An acceptance threshold and the false-acceptance rate it was calibrated for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OpenSetThreshold {
+    pub threshold: f64,
+    pub far: f64,
 }
 
 /// A loaded head ready to classify features.
@@ -104,13 +117,17 @@ pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| head_error(path, e))?;
+    let serialized = safetensors::serialize(views, Some(output_metadata(params.output)))
+        .map_err(|e| head_error(path, e))?;
     write_atomically(path, &serialized)
 }
 
 pub fn load_params(path: &Path) -> Result<HeadParams> {
     let bytes = read_limited(path, limits::HEAD)?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| head_error(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| head_error(path, e))?;
+    let output =
+        output_from_metadata(header.metadata().as_ref()).map_err(|m| head_error(path, m))?;
     let by_name: HashMap<String, TensorView> = tensors.tensors().into_iter().collect();
     let mut layers = Vec::new();
     for i in 0.. {
@@ -146,7 +163,43 @@ pub fn load_params(path: &Path) -> Result<HeadParams> {
     if layers.is_empty() || layers.windows(2).any(|p| p[0].outputs != p[1].inputs) {
         return Err(head_error(path, "no consistent chain of layers"));
     }
-    Ok(HeadParams { layers })
+    Ok(HeadParams { layers, output })
+}
+
+/// The safetensors header entries that say what the outputs mean.
+fn output_metadata(output: Output) -> HashMap<String, String> {
+    let mut entries = HashMap::new();
+    match output {
+        Output::Softmax => {
+            entries.insert("output".into(), "softmax".into());
+        }
+        Output::Cosine { scale } => {
+            entries.insert("output".into(), "cosine".into());
+            entries.insert("scale".into(), scale.to_string());
+        }
+    }
+    entries
+}
+
+/// Reads [`output_metadata`]'s entries; a file without them (saved before heads had types) is
+/// a softmax head.
+fn output_from_metadata(
+    entries: Option<&HashMap<String, String>>,
+) -> std::result::Result<Output, String> {
+    let get = |key: &str| entries.and_then(|e| e.get(key)).map(String::as_str);
+    match get("output") {
+        None | Some("softmax") => Ok(Output::Softmax),
+        Some("cosine") => {
+            let scale = get("scale")
+                .and_then(|s| s.parse::<f32>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or("a cosine head without a positive 'scale' in its header")?;
+            Ok(Output::Cosine { scale })
+        }
+        Some(other) => Err(format!(
+            "output '{other}' is not a head facelab knows (softmax or cosine)"
+        )),
+    }
 }
 
 pub fn save_meta(dir: &Path, meta: &HeadMeta) -> Result<()> {
@@ -183,6 +236,11 @@ mod tests {
             resize: ResizeMode::Squash,
             l2_normalize: true,
             weights_sha256: "w".into(),
+            flip_average: false,
+            open_set: Some(OpenSetThreshold {
+                threshold: 0.4,
+                far: 0.05,
+            }),
         }
     }
 
@@ -201,6 +259,15 @@ mod tests {
         let loaded = TrainedHead::load(dir.path()).unwrap();
         assert_eq!(loaded.params, params);
         assert_eq!(loaded.meta, three_class_meta());
+    }
+
+    #[test]
+    fn a_cosine_head_keeps_its_output_and_scale() {
+        let params = HeadParams::init_cosine(FEATURE_DIM, 8, 3, 16.0, 2);
+        let dir = saved_head(&params, &three_class_meta());
+        let loaded = TrainedHead::load(dir.path()).unwrap();
+        assert_eq!(loaded.params.output, Output::Cosine { scale: 16.0 });
+        assert_eq!(loaded.params, params);
     }
 
     #[test]

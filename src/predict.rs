@@ -1,6 +1,8 @@
-//! Naming faces with a trained run: features from the backbone (through the cache), the run's
-//! head, softmax probabilities; and the notebook's picture of it, the predicted name drawn on
-//! the image.
+//! Naming faces with a trained run: features from the backbone (through the cache; averaged
+//! with the mirror image's when the run was trained so), the run's head, softmax
+//! probabilities, and "unknown" for a face whose acceptance score falls below the run's
+//! calibrated threshold; and the notebook's picture of it, the predicted name drawn on the
+//! image.
 
 use std::path::{Path, PathBuf};
 
@@ -9,35 +11,54 @@ use serde::Serialize;
 
 use crate::backbone::Backbone;
 use crate::error::{Error, Result};
-use crate::features::{self, FeatureCache};
+use crate::features::{self, FeatureCache, FeatureRequest};
 use crate::fsutil::write_atomically;
 use crate::model::TrainedHead;
 use crate::progress::Progress;
-use crate::train::head::HeadRunner;
+use crate::train::head::{acceptance_of, HeadRunner};
 use crate::train::{l2_normalize_row, softmax};
 
 /// One image's prediction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
     pub path: PathBuf,
-    /// The class folder name.
-    pub predicted: String,
-    /// Its display name.
-    pub label: String,
+    /// The class folder name; `None` when the face is unknown.
+    pub predicted: Option<String>,
+    /// Its display name; `None` when the face is unknown.
+    pub label: Option<String>,
+    /// The best class's probability.
     pub confidence: f64,
+    /// The acceptance score (the best probability, or cosine for cosine heads).
+    pub score: f64,
+    /// The threshold the score was held to, when the run has one (or one was given).
+    pub threshold: Option<f64>,
+    /// The score fell below the threshold: no known person.
+    pub unknown: bool,
     /// Every class's display name and probability, most likely first.
     pub ranking: Vec<(String, f64)>,
 }
 
+impl Prediction {
+    /// The display name, or "unknown".
+    pub fn shown_label(&self) -> &str {
+        self.label.as_deref().unwrap_or(UNKNOWN)
+    }
+}
+
+/// What a face below the threshold is called.
+pub const UNKNOWN: &str = "unknown";
+
 /// Images that could not be read or decoded, with the reason.
 pub type Skipped = Vec<(PathBuf, String)>;
 
-/// Predictions for every readable image; unreadable ones come back in `skipped`.
+/// Predictions for every readable image; unreadable ones come back in `skipped`. `threshold`
+/// replaces the run's calibrated one.
 pub fn predict(
     backbone: &Backbone,
     head: &TrainedHead,
     cache: &FeatureCache,
     paths: &[PathBuf],
+    threshold: Option<f64>,
     progress: &dyn Progress,
 ) -> Result<(Vec<Prediction>, Skipped)> {
     if backbone.weights_sha256() != head.meta.weights_sha256 {
@@ -47,31 +68,73 @@ pub fn predict(
             backbone.weights_sha256()
         )));
     }
-    let extraction = features::extract(backbone, cache, paths, head.meta.resize, progress)?;
+    let threshold = threshold.or(head.meta.open_set.map(|o| o.threshold));
+    let (features, skipped) = features_of(backbone, cache, paths, head, progress)?;
     let runner = HeadRunner::new(0, 0.0);
     let mut predictions = Vec::new();
-    for (path, features) in paths.iter().zip(extraction.features) {
+    for (path, features) in paths.iter().zip(features) {
         let Some(mut features) = features else {
             continue;
         };
         if head.meta.l2_normalize {
             l2_normalize_row(&mut features);
         }
-        let probabilities = softmax(&runner.logits(&head.params, &features));
-        predictions.push(rank(path, &probabilities, head));
+        let logits = runner.logits(&head.params, &features);
+        let score = f64::from(acceptance_of(head.params.output, &logits));
+        predictions.push(rank(path, &softmax(&logits), score, threshold, head));
     }
-    Ok((predictions, extraction.skipped))
+    Ok((predictions, skipped))
 }
 
-fn rank(path: &Path, probabilities: &[f32], head: &TrainedHead) -> Prediction {
+/// Each image's features as the head was trained to take them: averaged with the mirror
+/// image's when the run used `predict.flip_average`.
+fn features_of(
+    backbone: &Backbone,
+    cache: &FeatureCache,
+    paths: &[PathBuf],
+    head: &TrainedHead,
+    progress: &dyn Progress,
+) -> Result<(Vec<Option<Vec<f32>>>, Skipped)> {
+    if !head.meta.flip_average {
+        let extraction = features::extract(backbone, cache, paths, head.meta.resize, progress)?;
+        return Ok((extraction.features, extraction.skipped));
+    }
+    let requests: Vec<FeatureRequest> = paths
+        .iter()
+        .flat_map(|p| [FeatureRequest::plain(p), FeatureRequest::mirrored(p)])
+        .collect();
+    let extraction =
+        features::extract_requests(backbone, cache, &requests, head.meta.resize, progress)?;
+    let averaged = extraction
+        .features
+        .chunks_exact(2)
+        .map(|pair| match pair {
+            [Some(a), Some(b)] => Some(a.iter().zip(b).map(|(a, b)| (a + b) / 2.0).collect()),
+            _ => None,
+        })
+        .collect();
+    Ok((averaged, extraction.skipped))
+}
+
+fn rank(
+    path: &Path,
+    probabilities: &[f32],
+    score: f64,
+    threshold: Option<f64>,
+    head: &TrainedHead,
+) -> Prediction {
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
     let best = order[0];
+    let unknown = threshold.is_some_and(|t| score < t);
     Prediction {
         path: path.to_owned(),
-        predicted: head.meta.classes[best].clone(),
-        label: head.meta.labels[best].clone(),
+        predicted: (!unknown).then(|| head.meta.classes[best].clone()),
+        label: (!unknown).then(|| head.meta.labels[best].clone()),
         confidence: probabilities[best] as f64,
+        score,
+        threshold,
+        unknown,
         ranking: order
             .iter()
             .map(|&i| (head.meta.labels[i].clone(), probabilities[i] as f64))
@@ -122,7 +185,11 @@ impl Annotator {
 fn annotate_to(prediction: &Prediction, out: &Path) -> Result<()> {
     let bytes = crate::fsutil::read_limited(&prediction.path, crate::fsutil::limits::IMAGE)?;
     let mut image = crate::image_prep::decode(&prediction.path, &bytes)?;
-    let text = format!("{} {:.0}%", prediction.label, prediction.confidence * 100.0);
+    let text = format!(
+        "{} {:.0}%",
+        prediction.shown_label(),
+        prediction.confidence * 100.0
+    );
     draw_label(&mut image, &text);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -196,9 +263,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prediction = |path: PathBuf| Prediction {
             path,
-            predicted: "s01".into(),
-            label: "Eric".into(),
+            predicted: Some("s01".into()),
+            label: Some("Eric".into()),
             confidence: 0.9,
+            score: 0.9,
+            threshold: None,
+            unknown: false,
             ranking: Vec::new(),
         };
         let mut written = Vec::new();

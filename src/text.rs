@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use facelab::train::open_set::{histogram, OpenSetReport};
+
 /// Whether `c` would act on a terminal instead of being shown: C0 and C1 controls (ESC, CR,
 /// BS, newlines, tabs, ...), DEL, and the bidirectional embeddings, overrides and isolates.
 pub fn is_unsafe_char(c: char) -> bool {
@@ -65,6 +67,74 @@ pub fn label_width<S: AsRef<str>>(labels: &[S], min: usize, max: usize) -> usize
 
 /// Widest a class name column grows before names are cut.
 pub const LABEL_WIDTH: usize = 16;
+
+/// The open-set figures of a run as lines of text, for `show` and the run screen.
+pub fn open_set_summary(report: &OpenSetReport) -> Vec<String> {
+    let figures = report.figures();
+    let mut lines = vec![format!(
+        "threshold {:.3} ({} score) for {:.0}% of strangers accepted, set on {} faces of held-out training people",
+        report.threshold,
+        report.score,
+        report.far * 100.0,
+        report.calibration_scores.len()
+    )];
+    if let Some(dir) = figures.dir {
+        lines.push(format!(
+            "known faces named and accepted (DIR) {dir:.3} of {} test faces",
+            report.known_scores.len()
+        ));
+    }
+    match figures.fpir {
+        Some(fpir) => lines.push(format!(
+            "strangers accepted (FPIR) {fpir:.3} of {} stranger faces",
+            report.stranger_scores.len()
+        )),
+        None => lines.push("no strangers folder: FPIR not measured".into()),
+    }
+    if let Some(dir) = figures.dir_at_far {
+        lines.push(format!(
+            "DIR at {:.0}% of these strangers accepted {dir:.3}",
+            report.far * 100.0
+        ));
+    }
+    lines
+}
+
+/// A histogram of known faces' scores over strangers' (the strangers folder, else the
+/// held-out training people), as rows of bars over the same `bins` bins, and a caret under the
+/// threshold's bin.
+pub fn score_histogram(report: &OpenSetReport, bins: usize) -> Vec<String> {
+    let (strangers, strangers_name) = if report.stranger_scores.is_empty() {
+        (&report.calibration_scores, "held-out ")
+    } else {
+        (&report.stranger_scores, "strangers")
+    };
+    let all = report.known_scores.iter().chain(strangers.iter());
+    let (low, high) = all.fold((report.threshold, report.threshold), |(lo, hi), &s| {
+        (lo.min(f64::from(s)), hi.max(f64::from(s)))
+    });
+    let high = high.max(low + 1e-6);
+    let bars = |scores: &[f32]| -> String {
+        let counts = histogram(scores, bins, low, high);
+        let most = counts.iter().copied().max().unwrap_or(0).max(1);
+        counts
+            .iter()
+            .map(|&c| match c {
+                0 => ' ',
+                c => BAR_LEVELS[((c * (BAR_LEVELS.len() - 1)).div_ceil(most)).min(7)],
+            })
+            .collect()
+    };
+    let at = (((report.threshold - low) / (high - low)) * bins as f64).floor() as usize;
+    vec![
+        format!("known     {}", bars(&report.known_scores)),
+        format!("{strangers_name} {}", bars(strangers)),
+        format!("{:10}{}^ threshold", "", " ".repeat(at.min(bins - 1))),
+        format!("{:10}{low:.2} .. {high:.2}", ""),
+    ]
+}
+
+const BAR_LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 #[cfg(test)]
 mod tests {

@@ -130,19 +130,31 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
-    /// A run's epochs, confusion matrix, per-class precision and recall, and config.
-    Show { run: String },
+    /// A run's epochs, confusion matrix, per-class precision and recall, open-set threshold and
+    /// figures, and config.
+    Show {
+        run: String,
+        /// One JSON object: the run, its epochs, confusion matrix and open-set report (threshold,
+        /// figures and every score).
+        #[arg(long)]
+        json: bool,
+    },
     /// Name the faces in images (or folders of images) with a run's head.
     Predict {
         run: String,
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// One JSON object per line: path, predicted (folder name), label, confidence.
+        /// One JSON object per line: path, predicted (folder name, null when unknown), label,
+        /// confidence, unknown, score, threshold.
         #[arg(long)]
         json: bool,
         /// Also write each image with its predicted name drawn on it into this folder.
         #[arg(long, value_name = "OUT_DIR")]
         annotate: Option<PathBuf>,
+        /// Call a face unknown below this acceptance score instead of the run's calibrated
+        /// threshold (a probability, or a cosine for cosine and centroid heads).
+        #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = finite_score)]
+        threshold: Option<f64>,
     },
     /// Delete runs: their records and saved heads. A run still training is refused.
     Rm {
@@ -257,7 +269,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         } => {
             runs::list(&context, sort, reverse, runs::Format::from_flags(json, csv))
         }
-        Command::Show { run } => runs::show(&context, &run),
+        Command::Show { run, json } => runs::show(&context, &run, json),
         Command::Sweeps { json } => sweep::list(&context, json),
         Command::Sweep { file, what } => match (file, what) {
             (_, Some(SweepCommand::Show { sweep: id, json, csv })) => {
@@ -277,7 +289,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             images,
             json,
             annotate,
-        } => predict::run(&context, &run, &images, json, annotate.as_deref()),
+            threshold,
+        } => predict::run(
+            &context,
+            &run,
+            &images,
+            json,
+            annotate.as_deref(),
+            threshold,
+        ),
         Command::Rm { runs: ids, yes } => runs::remove(&context, &ids, yes),
         Command::Capture {
             person,
@@ -354,5 +374,15 @@ impl Context {
             self.weights.as_deref(),
             &progress::Bar::new(),
         )?)
+    }
+}
+
+/// A `--threshold`: a finite number.
+fn finite_score(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "'{text}' is not a score; give a number such as 0.5 (probability) or 0.3 (cosine)"
+        )),
     }
 }

@@ -1,5 +1,5 @@
-//! `facelab predict RUN IMAGE...`: name and confidence per image, as text or JSON lines, and
-//! optionally the images with their names drawn on.
+//! `facelab predict RUN IMAGE...`: name (or "unknown") and confidence per image, as text or
+//! JSON lines, and optionally the images with their names drawn on.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ pub fn run(
     inputs: &[PathBuf],
     as_json: bool,
     annotate: Option<&Path>,
+    threshold: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
     let record = store.run(id)?;
@@ -35,7 +36,8 @@ pub fn run(
     }
     let backbone = ctx.backbone()?;
     let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
-    let (predictions, skipped) = predict::predict(&backbone, &head, &cache, &images, &Bar::new())?;
+    let (predictions, skipped) =
+        predict::predict(&backbone, &head, &cache, &images, threshold, &Bar::new())?;
     for (path, reason) in &skipped {
         eprintln!(
             "skipped: {}: {}",
@@ -46,15 +48,21 @@ pub fn run(
     let mut annotator = annotate.map(predict::Annotator::new);
     for p in &predictions {
         if as_json {
-            let mut line =
-                json!({"predicted": p.predicted, "label": p.label, "confidence": p.confidence});
+            let mut line = json!({
+                "predicted": p.predicted,
+                "label": p.label,
+                "confidence": p.confidence,
+                "unknown": p.unknown,
+                "score": p.score,
+                "threshold": p.threshold,
+            });
             paths::insert_json(&mut line, &p.path);
             println!("{line}");
         } else {
             println!(
                 "{}\t{}\t{:.3}",
                 crate::text::path(&p.path),
-                crate::text::clean(&p.label),
+                crate::text::clean(p.shown_label()),
                 p.confidence
             );
         }

@@ -98,9 +98,25 @@ fn print_table(runs: &[RunRecord]) {
     }
 }
 
-pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
+pub fn show(ctx: &Context, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
     let run = store.run(id)?;
+    let open_set = store.open_set(&run.id)?;
+    if as_json {
+        let mut v = run_json(&run);
+        v["epochs"] = json!(store.epochs(&run.id)?);
+        v["confusion"] = json!(store.confusion(&run.id)?);
+        v["open_set"] = match &open_set {
+            Some(report) => {
+                let mut o = json!(report);
+                o["figures"] = json!(report.figures());
+                o
+            }
+            None => serde_json::Value::Null,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "run {}  experiment {}  status {}",
         run.id,
@@ -156,6 +172,15 @@ pub fn show(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         for ((label, p), r) in c.labels.iter().zip(&c.precision).zip(&c.recall) {
             let f = |v: &Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
             println!("  {:width$}  {:>9}  {:>6}", short(label, width), f(p), f(r));
+        }
+    }
+    if let Some(report) = &open_set {
+        println!("\nopen set:");
+        for line in crate::text::open_set_summary(report)
+            .into_iter()
+            .chain(crate::text::score_histogram(report, 40))
+        {
+            println!("  {line}");
         }
     }
     println!("\nconfig:\n{}", clean_lines(run.config_yaml.trim_end()));

@@ -27,6 +27,39 @@ pub struct ExperimentConfig {
     pub early_stopping: Option<EarlyStoppingConfig>,
     #[serde(default)]
     pub checkpoint: Option<CheckpointConfig>,
+    /// Saying "unknown" to strangers: a threshold calibrated for a false-acceptance rate.
+    /// Absent: on (at 5%) for `cosine` and `centroid` heads, off for `dense`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetConfig>,
+    /// How test images (and `facelab predict`) are turned into features.
+    #[serde(default, skip_serializing_if = "PredictConfig::is_default")]
+    pub predict: PredictConfig,
+}
+
+/// `open_set`: calibrate an acceptance threshold on people the head never saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSetConfig {
+    /// The share of strangers' faces a run may accept (false-positive identification rate).
+    #[serde(default = "default_far")]
+    pub far: f64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// `predict`: test-time choices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictConfig {
+    /// Average the features of each image and its mirror image before the head.
+    #[serde(default)]
+    pub flip_average: bool,
+}
+
+impl PredictConfig {
+    fn is_default(&self) -> bool {
+        *self == PredictConfig::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +84,23 @@ pub struct DataConfig {
     /// Display names by folder name.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// A folder of `dir` holding one folder per stranger: never trained on, their images
+    /// measure how many strangers a run accepts. By default `strangers`, when it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strangers: Option<String>,
+}
+
+/// The strangers folder's name when `data.strangers` is not given.
+pub const DEFAULT_STRANGERS: &str = "strangers";
+
+impl DataConfig {
+    /// The strangers folder (relative to `dir`) and whether it was named in the file.
+    pub fn strangers_folder(&self) -> (&str, bool) {
+        match &self.strangers {
+            Some(name) => (name, true),
+            None => (DEFAULT_STRANGERS, false),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,10 +144,38 @@ impl ValidationConfig {
     }
 }
 
+/// What kind of head names the faces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadType {
+    /// Dense layers and a softmax (the notebook's head).
+    #[default]
+    Dense,
+    /// A projection to `embedding` units, L2-normalised, and a cosine-margin (CosFace) output.
+    Cosine,
+    /// Class centroids in a whitened space, fitted in closed form (no epochs).
+    Centroid,
+}
+
+impl HeadType {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadType::Dense => "dense",
+            HeadType::Cosine => "cosine",
+            HeadType::Centroid => "centroid",
+        }
+    }
+}
+
+/// Every head's keys in one mapping, so that a sweep can vary `head.type` alone; a key that
+/// does not apply to the head's type is ignored. The cosine and centroid keys are written out
+/// only when given, so the configs (and hashes) of dense runs stay as they were.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Hidden layer sizes, each followed by ReLU (and dropout when set).
+    #[serde(default, rename = "type", skip_serializing_if = "is_dense")]
+    pub kind: HeadType,
+    /// `dense`: hidden layer sizes, each followed by ReLU (and dropout when set).
     #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
     #[serde(default)]
@@ -105,6 +183,37 @@ pub struct HeadConfig {
     /// Scale each feature vector to unit length before the head.
     #[serde(default)]
     pub l2_normalize: bool,
+    /// `cosine`: units of the projection before the cosine (0: the features themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<usize>,
+    /// `cosine` and `centroid`: logits are `scale` times the cosine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// `cosine`: the additive cosine margin (CosFace) subtracted from the true class in training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+    /// `centroid`: how far the within-class covariance is shrunk toward its mean eigenvalue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrinkage: Option<f64>,
+}
+
+fn is_dense(kind: &HeadType) -> bool {
+    *kind == HeadType::Dense
+}
+
+impl HeadConfig {
+    pub fn embedding(&self) -> usize {
+        self.embedding.unwrap_or(256)
+    }
+    pub fn scale(&self) -> f64 {
+        self.scale.unwrap_or(30.0)
+    }
+    pub fn margin(&self) -> f64 {
+        self.margin.unwrap_or(0.35)
+    }
+    pub fn shrinkage(&self) -> f64 {
+        self.shrinkage.unwrap_or(0.2)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,6 +358,20 @@ impl ExperimentConfig {
         self.augment.seed.unwrap_or(self.train.seed)
     }
 
+    /// The false-acceptance rate to calibrate for, when the run calibrates a threshold (see
+    /// [`ExperimentConfig::open_set`]).
+    pub fn open_set_far(&self) -> Option<f64> {
+        match &self.open_set {
+            Some(o) => o.enabled.then_some(o.far),
+            None => (self.head.kind != HeadType::Dense).then_some(default_far()),
+        }
+    }
+
+    /// Whether early stopping restores the best epoch's weights when training ends.
+    pub fn restores_best(&self) -> bool {
+        self.early_stopping.as_ref().is_some_and(|e| e.restore_best)
+    }
+
     /// The key of the first callback that watches a validation metric, if any.
     pub fn validation_monitor_key(&self) -> Option<&'static str> {
         if self
@@ -330,6 +453,9 @@ fn default_beta2() -> f64 {
 fn default_brightness() -> [f64; 2] {
     [1.0, 1.0]
 }
+fn default_far() -> f64 {
+    0.05
+}
 fn default_monitor() -> Monitor {
     Monitor::ValLoss
 }
@@ -340,9 +466,14 @@ fn default_true() -> bool {
 impl Default for HeadConfig {
     fn default() -> Self {
         HeadConfig {
+            kind: HeadType::Dense,
             hidden: default_hidden(),
             dropout: 0.0,
             l2_normalize: false,
+            embedding: None,
+            scale: None,
+            margin: None,
+            shrinkage: None,
         }
     }
 }

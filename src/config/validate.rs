@@ -1,7 +1,7 @@
 //! Values that parse but make no sense (a negative learning rate, a batch of 0, a hidden layer
 //! of 0 units), found after parsing and reported against the key that holds them.
 
-use super::schema::{ExperimentConfig, OptimizerConfig, Validation, ValidationConfig};
+use super::schema::{ExperimentConfig, HeadConfig, OptimizerConfig, Validation, ValidationConfig};
 
 /// The first value that parses but makes no sense, as (key path, message).
 pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
@@ -48,6 +48,32 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
             "head.dropout",
             format!("{} is not in [0, 1)", c.head.dropout),
         );
+    }
+    if let Some(problem) = head_problem(&c.head) {
+        return Some(problem);
+    }
+    if let Some(o) = &c.open_set {
+        if !(o.far > 0.0 && o.far < 1.0) {
+            return fail(
+                "open_set.far",
+                format!(
+                    "{} is not a rate between 0 and 1 (exclusive); 0.05 accepts 5% of strangers",
+                    o.far
+                ),
+            );
+        }
+    }
+    if let Some(name) = &d.strangers {
+        let plain = !name.is_empty()
+            && std::path::Path::new(name)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return fail(
+                "data.strangers",
+                format!("'{name}' is not a folder inside data.dir; give a name such as strangers"),
+            );
+        }
     }
     let t = &c.train;
     let lr = t.optimizer.lr();
@@ -123,6 +149,44 @@ pub(super) fn first_invalid(c: &ExperimentConfig) -> Option<(String, String)> {
                 format!("{} {}", es.min_delta, not_a_size(es.min_delta)),
             );
         }
+    }
+    None
+}
+
+/// The cosine and centroid keys' ranges.
+fn head_problem(h: &HeadConfig) -> Option<(String, String)> {
+    let fail = |key: &str, message: String| Some((key.to_owned(), message));
+    if let Some(scale) = h.scale {
+        if !(scale.is_finite() && scale > 0.0 && scale <= 1000.0) {
+            return fail(
+                "head.scale",
+                format!("{scale} is not a positive scale up to 1000 (30 is usual)"),
+            );
+        }
+    }
+    if let Some(margin) = h.margin {
+        if !(0.0..1.0).contains(&margin) {
+            return fail(
+                "head.margin",
+                format!("{margin} is not a cosine margin in [0, 1) (0.35 is usual)"),
+            );
+        }
+    }
+    if let Some(shrinkage) = h.shrinkage {
+        if !(shrinkage > 0.0 && shrinkage <= 1.0) {
+            return fail(
+                "head.shrinkage",
+                format!(
+                    "{shrinkage} is not in (0, 1]: some shrinkage keeps the covariance invertible (0.1 to 0.3 is usual)"
+                ),
+            );
+        }
+    }
+    if h.embedding.is_some_and(|e| e > 65536) {
+        return fail(
+            "head.embedding",
+            "more than 65536 units; 256 is usual, 0 uses the features as they are".into(),
+        );
     }
     None
 }

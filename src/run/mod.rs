@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+mod judge;
 mod prepare;
 
 pub use prepare::{prepare, training_sets, PreparedData, TrainingSets};
@@ -22,7 +23,7 @@ use crate::store::{
     TrialOf,
 };
 use crate::train::cv::{cross_validate, refit_config};
-use crate::train::head::{HeadParams, HeadRunner};
+use crate::train::head::HeadParams;
 use crate::train::{self, EpochMetrics, FitOutcome, TrainObserver};
 use crate::workspace::Workspace;
 
@@ -187,12 +188,14 @@ pub fn train_prepared(
         &model_dir.join(CONFIG_FILE),
         experiment.resolved_yaml().as_bytes(),
     )?;
-    let meta = HeadMeta {
+    let mut meta = HeadMeta {
         classes: data.classes.clone(),
         labels: data.labels.clone(),
         resize: config.data.resize,
         l2_normalize: config.head.l2_normalize,
         weights_sha256: place.weights_sha256.to_owned(),
+        flip_average: config.predict.flip_average,
+        open_set: None,
     };
     model::save_meta(&model_dir, &meta)?;
     store.lock().create_run(&NewRun {
@@ -232,30 +235,35 @@ pub fn train_prepared(
         }
     };
     let training_time = clock.lap();
-    if let Err(e) = model::save_params(&model_dir.join(HEAD_FILE), &outcome.params) {
-        store
-            .lock()
-            .end_run(&run_id, RunStatus::Failed, &e.to_string())?;
-        return Err(e);
-    }
-    let test_set = sets.test();
-    let (test_accuracy, confusion) = if test_set.is_empty() {
-        (None, None)
-    } else {
-        let evaluation = train::evaluate(&HeadRunner::new(0, 0.0), &outcome.params, test_set);
-        let matrix = evaluation.confusion(data.classes.len(), &test_set.y);
-        (
-            Some(evaluation.accuracy),
-            Some((matrix, data.classes.clone(), data.labels.clone())),
-        )
+    let judged = save_and_judge(
+        &model_dir,
+        &mut meta,
+        experiment,
+        prepared,
+        &sets,
+        &outcome,
+        &|| observer.events.cancelled(),
+    );
+    let judgement = match judged {
+        Ok(judgement) => judgement,
+        Err(e) => {
+            let status = match e {
+                Error::Cancelled => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
+            };
+            store.lock().end_run(&run_id, status, &e.to_string())?;
+            return Err(e);
+        }
     };
+    let test_accuracy = judgement.test_accuracy;
     store.lock().finish_run(
         &run_id,
         &RunResult {
             best_epoch: outcome.best_epoch,
             selection,
             test_accuracy,
-            confusion,
+            confusion: judgement.confusion,
+            open_set: judgement.open_set,
         },
     )?;
     drop(lock);
@@ -280,6 +288,29 @@ pub fn train_prepared(
     })
 }
 
+/// Saves the head, calibrates its open-set threshold (saved beside it) and judges it on the
+/// test set and the strangers.
+fn save_and_judge(
+    model_dir: &Path,
+    meta: &mut HeadMeta,
+    experiment: &Experiment,
+    prepared: &PreparedData,
+    sets: &TrainingSets,
+    outcome: &FitOutcome,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<judge::Judgement> {
+    model::save_params(&model_dir.join(HEAD_FILE), &outcome.params)?;
+    let judgement = judge::judge(experiment, prepared, sets.test(), outcome, cancelled)?;
+    if let Some(report) = &judgement.open_set {
+        meta.open_set = Some(model::OpenSetThreshold {
+            threshold: report.threshold,
+            far: report.far,
+        });
+        model::save_meta(model_dir, meta)?;
+    }
+    Ok(judgement)
+}
+
 /// Fits the run's head on its sets: straight on the training images, or after validation on
 /// held-out images, or after cross-validation (then a final head on every training image for
 /// the chosen number of epochs). Returns the head and the validation figures it is selected by.
@@ -296,10 +327,7 @@ fn fit_sets(
         }
         TrainingSets::HeldOut { train, val, .. } => {
             let outcome = train::fit(config, classes, train, Some(val), observer)?;
-            let restores_best = config
-                .early_stopping
-                .as_ref()
-                .is_some_and(|e| e.restore_best);
+            let restores_best = config.restores_best();
             let chosen = outcome
                 .best_epoch
                 .filter(|_| restores_best)
@@ -311,7 +339,13 @@ fn fit_sets(
             let cv = cross_validate(config, classes, train, folds, observer)?;
             let selection = selection(SelectionKind::Cv, cv.chosen());
             let mut quiet = Quiet(observer);
-            let refit = train::fit(&refit_config(config, &cv), classes, train, None, &mut quiet)?;
+            let refit = train::fit(
+                &refit_config(config, cv.chosen_epoch),
+                classes,
+                train,
+                None,
+                &mut quiet,
+            )?;
             let outcome = FitOutcome {
                 params: refit.params,
                 best_epoch: Some(cv.chosen_epoch),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::backbone::{Backbone, FEATURE_DIM};
-use crate::config::{Experiment, Validation};
+use crate::config::{Experiment, ExperimentConfig, Validation};
 use crate::dataset::{self, ExperimentData, LabeledImage};
 use crate::error::Result;
 use crate::features::{self, AugmentCopy, FeatureCache, FeatureRequest};
@@ -26,6 +26,8 @@ pub struct PreparedData {
     /// For each row of `train`: whether it is an augmented copy.
     pub train_is_copy: Vec<bool>,
     pub test: LabeledFeatures,
+    /// The strangers' images (`y` indexes `data.stranger_names`).
+    pub strangers: LabeledFeatures,
     /// Hash of the class names and the plain images' contents and roles.
     pub dataset_hash: String,
     /// Images that could not be read, with the reason; runs go on without them.
@@ -45,7 +47,8 @@ pub fn prepare(
 ) -> Result<PreparedData> {
     let started = std::time::Instant::now();
     let data = ExperimentData::load(ws.root(), experiment)?;
-    memory::check(experiment, data.train.len(), data.test.len(), memory_limit)?;
+    let judged = data.test.len() + data.strangers.len();
+    memory::check(experiment, data.train.len(), judged, memory_limit)?;
     let dataset_seconds = started.elapsed().as_secs_f64();
     let cache = FeatureCache::new(ws.feature_cache_dir());
     let mut prepared = features_for(experiment, data, backbone, &cache, progress)?;
@@ -89,15 +92,20 @@ impl TrainingSets {
     }
 }
 
+/// `set` as the head takes it: L2-normalised when the head asks.
+pub fn as_head_sees(config: &ExperimentConfig, set: &LabeledFeatures) -> LabeledFeatures {
+    let mut set = set.clone();
+    if config.head.l2_normalize {
+        set.l2_normalize();
+    }
+    set
+}
+
 /// Cuts `prepared` into the sets `experiment` asks for, normalising rows when its head does.
 pub fn training_sets(experiment: &Experiment, prepared: &PreparedData) -> Result<TrainingSets> {
     let config = &experiment.config;
-    let mut train = prepared.train.clone();
-    let mut test = prepared.test.clone();
-    if config.head.l2_normalize {
-        train.l2_normalize();
-        test.l2_normalize();
-    }
+    let train = as_head_sees(config, &prepared.train);
+    let test = as_head_sees(config, &prepared.test);
     let Some(validation) = config.data.validation.as_ref().and_then(|v| v.kind()) else {
         return Ok(TrainingSets::Plain { train, test });
     };
@@ -166,15 +174,15 @@ fn features_for(
     progress: &dyn Progress,
 ) -> Result<PreparedData> {
     let c = &experiment.config;
-    let plain = |img: &LabeledImage| FeatureRequest {
-        path: img.path.clone(),
-        augment: None,
-    };
-    /// Where a requested row goes: the training image it comes from, or the test set.
+    let plain = |img: &LabeledImage| FeatureRequest::plain(&img.path);
+    /// Where a requested row goes: the training image it comes from, the test set or the
+    /// strangers; `Mirror` rows are averaged into the row just before them.
     #[derive(Clone, Copy)]
     enum Role {
         Train(usize),
         Test,
+        Stranger,
+        Mirror,
     }
     let mut requests: Vec<(FeatureRequest, usize, Role)> = Vec::new();
     for (index, img) in data.train.iter().enumerate() {
@@ -187,16 +195,21 @@ fn features_for(
             });
             requests.push((
                 FeatureRequest {
-                    path: img.path.clone(),
                     augment,
+                    ..plain(img)
                 },
                 img.class,
                 Role::Train(index),
             ));
         }
     }
-    for img in &data.test {
-        requests.push((plain(img), img.class, Role::Test));
+    for (images, role) in [(&data.test, Role::Test), (&data.strangers, Role::Stranger)] {
+        for img in images {
+            requests.push((plain(img), img.class, role));
+            if c.predict.flip_average {
+                requests.push((FeatureRequest::mirrored(&img.path), img.class, Role::Mirror));
+            }
+        }
     }
     let only_requests: Vec<FeatureRequest> = requests.iter().map(|(r, _, _)| r.clone()).collect();
     let extraction =
@@ -207,19 +220,26 @@ fn features_for(
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
     }
-    let (mut train, mut test) = (
+    let (mut train, mut test, mut strangers) = (
+        LabeledFeatures::new(FEATURE_DIM),
         LabeledFeatures::new(FEATURE_DIM),
         LabeledFeatures::new(FEATURE_DIM),
     );
+    let mut last_judged: Option<Role> = None;
     let (mut train_source, mut train_is_copy) = (Vec::new(), Vec::new());
     for ((request, class, role), (features, content)) in requests
         .iter()
         .zip(extraction.features.iter().zip(&extraction.content))
     {
-        let is_copy = request.augment.is_some();
+        let is_copy = request.augment.is_some() || request.mirror;
         if !is_copy {
             if let Some(content) = content {
-                hasher.update(&[u8::from(matches!(role, Role::Train(_)))]);
+                let role_byte = match role {
+                    Role::Train(_) => 1,
+                    Role::Stranger => 2,
+                    Role::Test | Role::Mirror => 0,
+                };
+                hasher.update(&[role_byte]);
                 hasher.update(&(*class as u64).to_le_bytes());
                 hasher.update(content.as_bytes());
             }
@@ -232,6 +252,17 @@ fn features_for(
                 train_is_copy.push(is_copy);
             }
             Role::Test => test.push(f, *class),
+            Role::Stranger => strangers.push(f, *class),
+            Role::Mirror => {
+                let set = match last_judged {
+                    Some(Role::Stranger) => &mut strangers,
+                    _ => &mut test,
+                };
+                average_into_last_row(set, f);
+            }
+        }
+        if matches!(role, Role::Test | Role::Stranger) {
+            last_judged = Some(*role);
         }
     }
     Ok(PreparedData {
@@ -240,11 +271,20 @@ fn features_for(
         train_source,
         train_is_copy,
         test,
+        strangers,
         dataset_hash: hasher.finalize().to_hex().to_string(),
         skipped: extraction.skipped,
         dataset_seconds: 0.0,
         features_seconds: 0.0,
     })
+}
+
+/// Averages `features` (a mirror image's) into the last row of `set` (its image's).
+fn average_into_last_row(set: &mut LabeledFeatures, features: &[f32]) {
+    let start = set.x.len() - set.dim;
+    for (v, m) in set.x[start..].iter_mut().zip(features) {
+        *v = (*v + m) / 2.0;
+    }
 }
 
 #[cfg(test)]
@@ -275,11 +315,14 @@ mod tests {
                 labels: vec!["p0".into(), "p1".into()],
                 train: images,
                 test: Vec::new(),
+                strangers: Vec::new(),
+                stranger_names: Vec::new(),
             },
             train,
             train_source,
             train_is_copy,
             test: LabeledFeatures::new(2),
+            strangers: LabeledFeatures::new(2),
             dataset_hash: String::new(),
             skipped: Vec::new(),
             dataset_seconds: 0.0,

@@ -72,6 +72,7 @@ pub fn fill_with_runs(store: &RunStore, runs: usize) -> Result<()> {
                     selection: None,
                     test_accuracy: Some(0.9),
                     confusion: None,
+                    open_set: None,
                 },
             )?;
         }

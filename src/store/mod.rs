@@ -22,6 +22,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::train::open_set::OpenSetReport;
 use crate::train::EpochMetrics;
 
 /// The fewest characters of a run id that select a run.
@@ -163,6 +164,17 @@ impl RunStore {
                     ],
                 )
                 .map_err(&err)?;
+            if let Some(report) = &result.open_set {
+                let figures = report.figures();
+                let json = serde_json::to_string(report).expect("a report serialises");
+                s.conn
+                    .execute(
+                        "INSERT INTO open_set (run_id, far, threshold, dir, fpir, dir_at_far, report_json)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![run_id, report.far, report.threshold, figures.dir, figures.fpir, figures.dir_at_far, json],
+                    )
+                    .map_err(&err)?;
+            }
             let Some((matrix, classes, labels)) = &result.confusion else {
                 return Ok(());
             };
@@ -185,6 +197,27 @@ impl RunStore {
             }
             Ok(())
         })
+    }
+
+    /// A run's open-set report, when it calibrated a threshold.
+    pub fn open_set(&self, run_id: &str) -> Result<Option<OpenSetReport>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT report_json FROM open_set WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        json.map(|text| {
+            serde_json::from_str(&text).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "the open-set report of run {run_id} in the store does not read ({e}); train the run again"
+                ))
+            })
+        })
+        .transpose()
     }
 
     /// Ends a run that did not finish (`Failed` or `Interrupted`), keeping why.

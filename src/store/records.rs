@@ -1,6 +1,7 @@
 //! The rows the store reads and writes, as Rust values: a run's lifecycle, what is known when
 //! it starts and when it finishes, the run as stored, and the figures it is selected by.
 
+use crate::train::open_set::OpenSetReport;
 use serde::Serialize;
 
 use crate::train::metrics::ConfusionMatrix;
@@ -158,6 +159,8 @@ pub struct RunResult {
     pub test_accuracy: Option<f64>,
     /// Test-set confusion matrix with class folder names and display labels.
     pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
+    /// The calibrated threshold and the scores it was judged by, when the run has one.
+    pub open_set: Option<OpenSetReport>,
 }
 
 /// A stored confusion matrix and the per-class figures derived from it.

@@ -106,6 +106,17 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (sweep_id, params_hash)
     );
     CREATE INDEX trials_run ON trials (run_id);",
+    // 4: open-set calibration: each run's threshold, its figures, and every score they came
+    // from (a JSON report, read whole by `show` and the run screen).
+    "CREATE TABLE open_set (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        far REAL NOT NULL,
+        threshold REAL NOT NULL,
+        dir REAL,
+        fpir REAL,
+        dir_at_far REAL,
+        report_json TEXT NOT NULL
+    );",
 ];
 
 /// Brings the database up to the latest schema. Foreign keys are off while migrations run (as

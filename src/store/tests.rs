@@ -2,6 +2,7 @@
 //! interrupted runs, migrations.
 use super::*;
 use crate::train::metrics::ConfusionMatrix;
+use crate::train::open_set::OpenSetReport;
 
 fn new_run(id: &str) -> NewRun {
     NewRun {
@@ -45,8 +46,28 @@ fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
             vec!["s01".into(), "s02".into()],
             vec!["Eric".into(), "s02".into()],
         )),
+        open_set: Some(OpenSetReport {
+            score: "cosine".into(),
+            far: 0.05,
+            threshold: 0.42,
+            calibration_scores: vec![0.1, 0.3],
+            known_scores: vec![0.9, 0.2, 0.7],
+            known_correct: vec![true, false, true],
+            stranger_scores: vec![0.5],
+        }),
     };
     store.finish_run("abc12345", &result).unwrap();
+    let report = store.open_set("abc12345").unwrap().unwrap();
+    assert_eq!(Some(&report), result.open_set.as_ref());
+    let figures: (f64, Option<f64>, Option<f64>) = store
+        .conn
+        .query_row(
+            "SELECT threshold, dir, fpir FROM open_set WHERE run_id = 'abc12345'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(figures, (0.42, Some(2.0 / 3.0), Some(1.0)));
 
     let run = store.run("abc12345").unwrap();
     assert_eq!(run.status, RunStatus::Finished);

@@ -9,10 +9,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    check_finite, evaluate, flush_denormals_on_all_threads, initial_params, EarlyStopping,
-    EpochMetrics, FoldTraining, LabeledFeatures, TrainObserver,
+    check_finite, evaluate, flush_denormals_on_all_threads, initial_params, training_runner,
+    EarlyStopping, EpochMetrics, FoldTraining, LabeledFeatures, TrainObserver,
 };
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, HeadType};
 use crate::error::{Error, Result};
 use crate::train::head::HeadRunner;
 
@@ -58,13 +58,13 @@ pub fn cross_validate(
                 .into(),
         ));
     }
+    if config.head.kind == HeadType::Centroid {
+        return super::centroid::cross_validate(config, classes, train, folds, observer);
+    }
     flush_denormals_on_all_threads();
     // Every fold starts from the same seeded weights, made once.
     let initial = initial_params(config, train.dim, classes);
-    let runners: Vec<HeadRunner> = folds
-        .iter()
-        .map(|_| HeadRunner::new(config.train.seed, config.head.dropout))
-        .collect();
+    let runners: Vec<HeadRunner> = folds.iter().map(|_| training_runner(config)).collect();
     let mut trainings: Vec<FoldTraining> = runners
         .iter()
         .zip(folds)
@@ -141,11 +141,11 @@ pub fn cross_validate(
     })
 }
 
-/// The config of the final head after cross-validation: trained on every training image for
-/// the chosen number of epochs, with nothing left to watch.
-pub fn refit_config(config: &ExperimentConfig, outcome: &CvOutcome) -> ExperimentConfig {
+/// The config of a head trained for a known number of epochs with nothing left to watch: the
+/// final head after cross-validation (the chosen epoch count), and open-set calibration's heads.
+pub fn refit_config(config: &ExperimentConfig, epochs: usize) -> ExperimentConfig {
     let mut refit = config.clone();
-    refit.train.epochs = outcome.chosen_epoch;
+    refit.train.epochs = epochs;
     refit.early_stopping = None;
     refit.checkpoint = None;
     refit
@@ -234,7 +234,7 @@ mod tests {
             cross_validate(&config, 3, &data, &folds(&data), &mut Epochs(Vec::new())).unwrap();
         assert!(outcome.stopped_early);
         assert_eq!((outcome.epochs.len(), outcome.chosen_epoch), (3, 1));
-        let refit = refit_config(&config, &outcome);
+        let refit = refit_config(&config, outcome.chosen_epoch);
         assert_eq!(refit.train.epochs, 1);
         assert!(refit.early_stopping.is_none() && refit.checkpoint.is_none());
     }

@@ -27,34 +27,50 @@ pub struct Dense {
     pub bias: Vec<f32>,
 }
 
-/// The head's parameters: hidden layers (ReLU after each) and the output layer (logits).
+/// What the last layer's outputs mean, and how the layers before it are joined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output {
+    /// Dense layers with ReLU between them; the last gives the logits of a softmax.
+    Softmax,
+    /// Linear layers (no ReLU); the last layer's input is L2-normalised and its weight columns
+    /// (one per class, kept at unit length) give `scale` times the cosine as logits. Its bias
+    /// stays zero. Cosine (CosFace) heads and whitened centroids both take this form.
+    Cosine { scale: f32 },
+}
+
+/// The head's parameters: its layers and what their outputs mean.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadParams {
     pub layers: Vec<Dense>,
+    pub output: Output,
 }
 
 impl HeadParams {
-    /// Glorot-uniform weights and zero biases, as Keras's `Dense` starts.
+    /// A softmax head with Glorot-uniform weights and zero biases, as Keras's `Dense` starts.
     pub fn init(inputs: usize, hidden: &[usize], classes: usize, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let sizes: Vec<usize> = std::iter::once(inputs)
-            .chain(hidden.iter().copied())
-            .chain([classes])
-            .collect();
-        let layers = sizes
-            .windows(2)
-            .map(|pair| {
-                let (i, o) = (pair[0], pair[1]);
-                let limit = (6.0 / (i + o) as f64).sqrt() as f32;
-                Dense {
-                    inputs: i,
-                    outputs: o,
-                    weight: (0..i * o).map(|_| rng.gen_range(-limit..=limit)).collect(),
-                    bias: vec![0.0; o],
-                }
-            })
-            .collect();
-        HeadParams { layers }
+        HeadParams {
+            layers: glorot_layers(inputs, hidden, classes, seed),
+            output: Output::Softmax,
+        }
+    }
+
+    /// A cosine head: a projection to `embedding` units (none when 0) and unit class columns.
+    pub fn init_cosine(
+        inputs: usize,
+        embedding: usize,
+        classes: usize,
+        scale: f32,
+        seed: u64,
+    ) -> Self {
+        let hidden: &[usize] = if embedding == 0 { &[] } else { &[embedding] };
+        let mut layers = glorot_layers(inputs, hidden, classes, seed);
+        if let Some(last) = layers.last_mut() {
+            super::cosine::normalize_columns(&mut last.weight, last.outputs);
+        }
+        HeadParams {
+            layers,
+            output: Output::Cosine { scale },
+        }
     }
 
     pub fn classes(&self) -> usize {
@@ -66,10 +82,34 @@ impl HeadParams {
     }
 }
 
+/// Dense layers of the given sizes with Glorot-uniform weights and zero biases.
+fn glorot_layers(inputs: usize, hidden: &[usize], classes: usize, seed: u64) -> Vec<Dense> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let sizes: Vec<usize> = std::iter::once(inputs)
+        .chain(hidden.iter().copied())
+        .chain([classes])
+        .collect();
+    sizes
+        .windows(2)
+        .map(|pair| {
+            let (i, o) = (pair[0], pair[1]);
+            let limit = (6.0 / (i + o) as f64).sqrt() as f32;
+            Dense {
+                inputs: i,
+                outputs: o,
+                weight: (0..i * o).map(|_| rng.gen_range(-limit..=limit)).collect(),
+                bias: vec![0.0; o],
+            }
+        })
+        .collect()
+}
+
 /// Runs the head on dfdx's CPU device, whose random stream (seeded) drives dropout.
 pub struct HeadRunner {
     dev: Cpu,
     dropout: f64,
+    /// The cosine margin training subtracts from each row's true class (cosine heads).
+    margin: f32,
 }
 
 impl HeadRunner {
@@ -77,7 +117,17 @@ impl HeadRunner {
         let dev = Cpu::seed_from_u64(seed);
         // Reuse freed buffers: every step allocates megabytes, and fresh pages cost page faults.
         dev.enable_cache();
-        HeadRunner { dev, dropout }
+        HeadRunner {
+            dev,
+            dropout,
+            margin: 0.0,
+        }
+    }
+
+    /// The same runner, training cosine heads with margin `margin`.
+    pub fn with_margin(mut self, margin: f64) -> Self {
+        self.margin = margin as f32;
+        self
     }
 
     /// A device tensor holding `values`, from the device's buffer cache.
@@ -106,14 +156,30 @@ impl HeadRunner {
         let mut h = self.tensor(x, (rows, params.inputs()));
         let last = params.layers.len() - 1;
         for (i, l) in params.layers.iter().enumerate() {
+            if let (Output::Cosine { scale }, true) = (params.output, i == last) {
+                let mut cosines = super::cosine::cosines(&h.as_vec(), l);
+                cosines.iter_mut().for_each(|v| *v *= scale);
+                return cosines;
+            }
             let w = self.tensor(&l.weight, (l.inputs, l.outputs));
             let b = self.tensor(&l.bias, (l.outputs,));
             h = h.matmul(w) + b.broadcast_like::<_, Axis<0>>(&(rows, l.outputs));
-            if i < last {
+            if i < last && params.output == Output::Softmax {
                 h = h.relu();
             }
         }
         h.as_vec()
+    }
+
+    /// How sure the head is of each row's best class: the largest probability of a softmax
+    /// head, the largest cosine of a cosine head. The open-set threshold applies to it.
+    pub fn acceptance(&self, params: &HeadParams, x: &[f32]) -> Vec<f32> {
+        let classes = params.classes();
+        let logits = self.logits(params, x);
+        logits
+            .chunks_exact(classes)
+            .map(|row| acceptance_of(params.output, row))
+            .collect()
     }
 }
 
@@ -161,22 +227,38 @@ impl HeadTrainer<'_> {
         let rows = labels.len();
         let (inputs, classes) = (self.params.inputs(), self.params.classes());
         let mut h = self.runner.tensor(x, (rows, inputs)).leaky_traced();
+        let output = self.params.output;
         let last = self.params.layers.len() - 1;
         for (i, slot) in self.gradients.iter().enumerate() {
+            if matches!(output, Output::Cosine { .. }) && i == last {
+                h = super::cosine::l2_normalize_rows(h);
+            }
             h = dense(h, &self.params, i, slot, i > 0);
-            if i < last {
+            if i < last && output == Output::Softmax {
                 h = h.relu();
                 if self.runner.dropout > 0.0 {
                     h = h.dropout(self.runner.dropout);
                 }
             }
         }
-        let logits = h.as_vec();
-        let targets = dev.tensor_from_vec(one_hot(labels, classes), (rows, classes));
-        let loss = cross_entropy_with_logits_loss(h, targets);
+        // Accuracy counts the head's own outputs, before any margin.
+        let outputs = h.as_vec();
+        let targets = one_hot(labels, classes);
+        let logits = match output {
+            Output::Softmax => h,
+            Output::Cosine { scale } => {
+                let margins: Vec<f32> = targets
+                    .iter()
+                    .map(|t| t * scale * self.runner.margin)
+                    .collect();
+                h * scale - dev.tensor_from_vec(margins, (rows, classes))
+            }
+        };
+        let targets = dev.tensor_from_vec(targets, (rows, classes));
+        let loss = cross_entropy_with_logits_loss(logits, targets);
         Forward {
             loss_value: loss.as_vec()[0],
-            correct: count_correct(&logits, labels, classes),
+            correct: count_correct(&outputs, labels, classes),
             loss,
         }
     }
@@ -197,15 +279,33 @@ impl HeadTrainer<'_> {
         let params = Arc::get_mut(&mut self.params)
             .expect("the tape released the parameters when backward finished");
         optimizer.begin_step();
+        let cosine = matches!(params.output, Output::Cosine { .. });
+        let last = params.layers.len() - 1;
         for (i, (layer, slot)) in params.layers.iter_mut().zip(&self.gradients).enumerate() {
-            let grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if cosine && i == last {
+                // Unit class columns: step along the sphere and back onto it; no bias.
+                super::cosine::project_to_tangent(&layer.weight, &mut grads.weight, layer.outputs);
+                optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
+                super::cosine::normalize_columns(&mut layer.weight, layer.outputs);
+                continue;
+            }
             optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
             optimizer.update(i, Part::Bias, &mut layer.bias, &grads.bias);
         }
     }
 }
 
-fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
+/// A row's acceptance score from its logits (see [`HeadRunner::acceptance`]).
+pub fn acceptance_of(output: Output, logits: &[f32]) -> f32 {
+    let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match output {
+        Output::Softmax => super::softmax(logits).into_iter().fold(0.0, f32::max),
+        Output::Cosine { scale } => best / scale,
+    }
+}
+
+pub(super) fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
     let mut out = vec![0.0; labels.len() * classes];
     for (row, &label) in labels.iter().enumerate() {
         out[row * classes + label] = 1.0;

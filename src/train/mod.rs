@@ -4,12 +4,15 @@
 //! `ModelCheckpoint`. Training never touches the store or the terminal: it reports to a
 //! [`TrainObserver`].
 
+pub mod centroid;
+mod cosine;
 pub mod cv;
 mod dense;
 pub mod head;
 mod matmul;
 pub mod memory;
 pub mod metrics;
+pub mod open_set;
 pub mod optim;
 
 use std::time::Instant;
@@ -18,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{CheckpointConfig, EarlyStoppingConfig, ExperimentConfig, Monitor};
+use crate::config::{CheckpointConfig, EarlyStoppingConfig, ExperimentConfig, HeadType, Monitor};
 use crate::error::{Error, Result};
 use head::{argmax, HeadParams, HeadRunner, HeadTrainer};
 use metrics::ConfusionMatrix;
@@ -90,7 +93,7 @@ pub fn l2_normalize_row(row: &mut [f32]) {
 }
 
 /// One epoch's figures, as Keras logs them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EpochMetrics {
     /// 1-based.
     pub epoch: usize,
@@ -168,8 +171,11 @@ pub fn fit(
     if train.is_empty() {
         return Err(Error::InvalidArgument("no training images".into()));
     }
+    if config.head.kind == HeadType::Centroid {
+        return centroid::fit(config, classes, train, val, observer);
+    }
     flush_denormals_on_all_threads();
-    let runner = HeadRunner::new(config.train.seed, config.head.dropout);
+    let runner = training_runner(config);
     let all_rows = (0..train.len()).collect();
     let params = initial_params(config, train.dim, classes);
     let mut fold = FoldTraining::new(config, params, &runner, train, all_rows);
@@ -229,7 +235,24 @@ pub fn fit(
 
 /// The weights every head of `config` starts from (seeded by `train.seed`).
 fn initial_params(config: &ExperimentConfig, inputs: usize, classes: usize) -> HeadParams {
-    HeadParams::init(inputs, &config.head.hidden, classes, config.train.seed)
+    let (head, seed) = (&config.head, config.train.seed);
+    match head.kind {
+        HeadType::Cosine => {
+            HeadParams::init_cosine(inputs, head.embedding(), classes, head.scale() as f32, seed)
+        }
+        HeadType::Dense | HeadType::Centroid => {
+            HeadParams::init(inputs, &head.hidden, classes, seed)
+        }
+    }
+}
+
+/// The runner a head of `config` trains with: its dropout, and its margin for a cosine head.
+fn training_runner(config: &ExperimentConfig) -> HeadRunner {
+    let runner = HeadRunner::new(config.train.seed, config.head.dropout);
+    match config.head.kind {
+        HeadType::Cosine => runner.with_margin(config.head.margin()),
+        HeadType::Dense | HeadType::Centroid => runner,
+    }
 }
 
 /// One head in training: its weights, optimizer and batch stream over its training rows.

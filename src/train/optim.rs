@@ -184,6 +184,7 @@ mod tests {
                 weight: vec![w],
                 bias: vec![0.0],
             }],
+            output: crate::train::head::Output::Softmax,
         }
     }
 

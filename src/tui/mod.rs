@@ -250,6 +250,7 @@ fn load_detail(store: &RunStore, id: &str) -> facelab::Result<RunDetail> {
         run: store.run(id)?,
         epochs: store.epochs(id)?,
         confusion: store.confusion(id)?,
+        open_set: store.open_set(id)?,
     })
 }
 

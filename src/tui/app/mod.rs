@@ -23,6 +23,7 @@ use facelab::jobs::{CaptureControl, CaptureEvent, SweepEvent, TrainEvent};
 use facelab::predict::Prediction;
 use facelab::store::{RunRecord, StoredConfusion};
 use facelab::sweep::report::SweepReport;
+use facelab::train::open_set::OpenSetReport;
 use facelab::train::EpochMetrics;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -51,6 +52,7 @@ pub struct RunDetail {
     pub run: RunRecord,
     pub epochs: Vec<EpochMetrics>,
     pub confusion: Option<StoredConfusion>,
+    pub open_set: Option<OpenSetReport>,
 }
 
 /// The runs being compared.

@@ -61,6 +61,7 @@ fn enter_opens_the_selected_run_and_esc_goes_back() {
         run: run("cccc3333", "seed", 0.7, "x"),
         epochs: Vec::new(),
         confusion: None,
+        open_set: None,
     })));
     assert_eq!(app.screen, Screen::Detail);
     app.update(key(KeyCode::Esc));

@@ -167,11 +167,13 @@ mod tests {
                 run: a,
                 epochs: Vec::new(),
                 confusion: None,
+                open_set: None,
             },
             RunDetail {
                 run: b,
                 epochs: Vec::new(),
                 confusion: None,
+                open_set: None,
             },
         ]));
         let text = screen_text(&app, 120, 40);

@@ -9,9 +9,10 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, T
 use ratatui::Frame;
 
 use super::{fmt4, short};
-use crate::text::{label_width, LABEL_WIDTH};
+use crate::text::{label_width, open_set_summary, score_histogram, LABEL_WIDTH};
 use crate::tui::app::App;
 use facelab::store::StoredConfusion;
+use facelab::train::open_set::OpenSetReport;
 use facelab::train::EpochMetrics;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
@@ -66,6 +67,16 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             ("val_accuracy", &detail.epochs, |m| m.val_accuracy),
         ],
     );
+    let bottom = match &detail.open_set {
+        Some(report) => {
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                    .areas(bottom);
+            render_open_set(frame, report, right);
+            left
+        }
+        None => bottom,
+    };
     match &detail.confusion {
         Some(c) => render_confusion(frame, c, bottom),
         None => frame.render_widget(
@@ -74,6 +85,31 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             bottom,
         ),
     }
+}
+
+/// The open-set figures and the score histogram (known faces over strangers, with the
+/// threshold marked), as wide as the panel allows.
+fn render_open_set(frame: &mut Frame, report: &OpenSetReport, area: Rect) {
+    let bins = (area.width as usize).saturating_sub(14).clamp(4, 60);
+    let mut lines: Vec<Line> = open_set_summary(report)
+        .into_iter()
+        .map(Line::from)
+        .collect();
+    lines.push(Line::from(""));
+    let histogram = score_histogram(report, bins);
+    let colours = [Color::Green, Color::Red, Color::Yellow, Color::DarkGray];
+    lines.extend(
+        histogram
+            .into_iter()
+            .zip(colours)
+            .map(|(text, colour)| Line::from(text).fg(colour)),
+    );
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::bordered().title(" open set · unknown faces ")),
+        area,
+    );
 }
 
 /// A curve: legend name, the epochs, and which figure of an epoch to plot.
@@ -244,6 +280,39 @@ mod tests {
                 precision: vec![Some(0.75), Some(1.0)],
                 recall: vec![Some(1.0), Some(2.0 / 3.0)],
             }),
+            open_set: None,
+        }
+    }
+
+    #[test]
+    fn a_run_with_a_threshold_shows_its_figures_and_histogram() {
+        let mut run = detail();
+        run.open_set = Some(facelab::train::open_set::OpenSetReport {
+            score: "cosine".into(),
+            far: 0.05,
+            threshold: 0.5,
+            calibration_scores: vec![0.1, 0.2, 0.3],
+            known_scores: vec![0.9, 0.8, 0.7, 0.4],
+            known_correct: vec![true, true, false, true],
+            stranger_scores: vec![0.2, 0.3, 0.6, 0.1],
+        });
+        let mut app = App::default();
+        app.update(Msg::DetailLoaded(Box::new(run)));
+        let text = screen_text(&app, 140, 40);
+        for needle in [
+            "open set",
+            "threshold 0.500",
+            "(DIR) 0.500",
+            "(FPIR) 0.250",
+            "known",
+            "strangers",
+            "^ threshold",
+            "confusion matrix",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        for (w, h) in [(40, 10), (80, 24), (20, 6)] {
+            screen_text(&app, w, h);
         }
     }
 

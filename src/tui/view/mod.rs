@@ -316,12 +316,14 @@ mod tests {
             run: run.clone(),
             epochs: Vec::new(),
             confusion: None,
+            open_set: None,
         })));
         app.update(Msg::CompareLoaded(vec![
             RunDetail {
                 run: run.clone(),
                 epochs: Vec::new(),
-                confusion: None
+                confusion: None,
+                open_set: None,
             };
             2
         ]));

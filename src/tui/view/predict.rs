@@ -153,15 +153,22 @@ fn prediction_lines(app: &App, width: u16) -> Vec<Line<'static>> {
                 .and_then(|d| d.file_name())
                 .map(|n| n.to_string_lossy().into_owned());
             let verdict = match &truth {
-                Some(t) if *t == pred.predicted => Span::from("  ✓ correct").fg(Color::Green),
+                Some(t) if pred.predicted.as_ref() == Some(t) => {
+                    Span::from("  ✓ correct").fg(Color::Green)
+                }
                 Some(_) => Span::from("  ✗ wrong").fg(Color::Red),
                 None => Span::from(""),
             };
             let mut lines = vec![
                 Line::from(vec![
                     Span::from("predicted ").fg(Color::DarkGray),
-                    Span::from(pred.label.clone()).bold(),
+                    Span::from(pred.shown_label().to_owned()).bold(),
                     Span::from(format!("  {:.1}%", pred.confidence * 100.0)),
+                    Span::from(match pred.threshold {
+                        Some(t) => format!("  score {:.3} / threshold {t:.3}", pred.score),
+                        None => String::new(),
+                    })
+                    .fg(Color::DarkGray),
                     verdict,
                 ]),
                 Line::from(vec![
@@ -224,13 +231,24 @@ mod tests {
         app.predict.shown = Some(img_path.clone());
         app.predict.result = Some(Ok(Prediction {
             path: img_path,
-            predicted: "s02".into(),
-            label: "Maria".into(),
+            predicted: Some("s02".into()),
+            label: Some("Maria".into()),
             confidence: 0.93,
+            score: 0.93,
+            threshold: Some(0.5),
+            unknown: false,
             ranking: vec![("Maria".into(), 0.93), ("Eric".into(), 0.07)],
         }));
         let text = screen_text(&app, 120, 36);
-        for needle in ["s02/13.png", "Maria", "93.0%", "correct", "Eric", "█"] {
+        for needle in [
+            "s02/13.png",
+            "Maria",
+            "93.0%",
+            "correct",
+            "Eric",
+            "█",
+            "threshold 0.500",
+        ] {
             assert!(text.contains(needle), "missing {needle:?}:\n{text}");
         }
         assert!(

@@ -1,0 +1,111 @@
+//! Judging a trained head: test accuracy and confusion matrix, and, when the run calibrates a
+//! threshold (`open_set`), the leave-people-out calibration and the open-set report over the
+//! test faces and the strangers.
+
+use crate::config::Experiment;
+use crate::error::{Error, Result};
+use crate::train::cv::refit_config;
+use crate::train::head::{HeadRunner, Output};
+use crate::train::metrics::ConfusionMatrix;
+use crate::train::open_set::{calibrate, OpenSetReport};
+use crate::train::{self, FitOutcome, LabeledFeatures};
+
+use super::prepare::{as_head_sees, PreparedData};
+
+/// What a run is judged by.
+pub struct Judgement {
+    pub test_accuracy: Option<f64>,
+    /// The test set's confusion matrix, with class folder names and display labels.
+    pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
+    pub open_set: Option<OpenSetReport>,
+}
+
+/// Judges `outcome`'s head on `test` (as the head sees it) and, when the run calibrates, on
+/// held-out training people and the strangers. Cancellation is honoured before calibrating.
+pub fn judge(
+    experiment: &Experiment,
+    prepared: &PreparedData,
+    test: &LabeledFeatures,
+    outcome: &FitOutcome,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Judgement> {
+    let data = &prepared.data;
+    let runner = HeadRunner::new(0, 0.0);
+    let evaluation = (!test.is_empty()).then(|| train::evaluate(&runner, &outcome.params, test));
+    let confusion = evaluation.as_ref().map(|e| {
+        (
+            e.confusion(data.classes.len(), &test.y),
+            data.classes.clone(),
+            data.labels.clone(),
+        )
+    });
+    let config = &experiment.config;
+    let open_set = match config.open_set_far() {
+        None => None,
+        Some(far) => {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let train = as_head_sees(config, &prepared.train);
+            let calibration_config = refit_config(config, trained_epochs(experiment, outcome));
+            let calibration = calibrate(
+                &calibration_config,
+                data.classes.len(),
+                &train,
+                &prepared.train_is_copy,
+                far,
+            )
+            .map_err(|e| experiment.error("open_set", e.to_string()))?;
+            let strangers = as_head_sees(config, &prepared.strangers);
+            let known_correct = evaluation
+                .as_ref()
+                .map(|e| {
+                    e.predicted
+                        .iter()
+                        .zip(&test.y)
+                        .map(|(p, y)| p == y)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(OpenSetReport {
+                score: score_name(outcome.params.output).into(),
+                far,
+                threshold: calibration.threshold,
+                calibration_scores: calibration.stranger_scores,
+                known_scores: runner.acceptance(&outcome.params, &test.x),
+                known_correct,
+                stranger_scores: runner.acceptance(&outcome.params, &strangers.x),
+            })
+        }
+    };
+    Ok(Judgement {
+        test_accuracy: evaluation.map(|e| e.accuracy),
+        confusion,
+        open_set,
+    })
+}
+
+/// What a head's acceptance scores are.
+pub fn score_name(output: Output) -> &'static str {
+    match output {
+        Output::Softmax => "probability",
+        Output::Cosine { .. } => "cosine",
+    }
+}
+
+/// How many epochs the final head trained for: the best epoch when early stopping restored it
+/// (or cross-validation chose it), else all of them.
+fn trained_epochs(experiment: &Experiment, outcome: &FitOutcome) -> usize {
+    let config = &experiment.config;
+    let restores = config.restores_best();
+    let folds = config
+        .data
+        .validation
+        .as_ref()
+        .and_then(|v| v.folds)
+        .is_some();
+    match outcome.best_epoch {
+        Some(best) if restores || folds => best,
+        _ => outcome.epochs.len().max(1),
+    }
+}
