@@ -153,6 +153,10 @@ impl HeadRunner {
     /// Logits `[rows, classes]` for `x` (`[rows, inputs]`), dropout off.
     pub fn logits(&self, params: &HeadParams, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / params.inputs().max(1);
+        if rows == 0 {
+            // dfdx cannot read back a tensor with no elements.
+            return Vec::new();
+        }
         let mut h = self.tensor(x, (rows, params.inputs()));
         let last = params.layers.len() - 1;
         for (i, l) in params.layers.iter().enumerate() {
@@ -438,6 +442,18 @@ mod tests {
                     "layer {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn no_rows_give_no_logits_and_no_scores() {
+        let runner = HeadRunner::new(0, 0.0);
+        for params in [
+            HeadParams::init(3, &[2], 2, 7),
+            HeadParams::init_cosine(3, 2, 2, 10.0, 7),
+        ] {
+            assert!(runner.logits(&params, &[]).is_empty());
+            assert!(runner.acceptance(&params, &[]).is_empty());
         }
     }
 

@@ -88,16 +88,25 @@ pub fn assert_success(out: &std::process::Output) {
 /// A workspace with the ORL faces: per person, images 1-5 under facedata/train and 6-10 under
 /// facedata/test (copies: the dataset lister does not follow links).
 pub fn orl_workspace() -> tempfile::TempDir {
+    orl_workspace_with_strangers(0)
+}
+
+/// [`orl_workspace`], but the last `strangers` people in folder-number order (s40, s39, ...)
+/// go whole to facedata/strangers instead, never to be trained on.
+pub fn orl_workspace_with_strangers(strangers: usize) -> tempfile::TempDir {
     let ws = tempfile::tempdir().unwrap();
-    for person in std::fs::read_dir(shared().join("facedata/orl")).unwrap() {
-        let person = person.unwrap().path();
-        if !person.is_dir() {
-            continue;
-        }
-        let name = person.file_name().unwrap();
+    for number in 1..=40 {
+        let name = format!("s{number}");
+        let person = shared().join("facedata/orl").join(&name);
         for n in 1..=10 {
-            let split = if n <= 5 { "train" } else { "test" };
-            let dir = ws.path().join("facedata").join(split).join(name);
+            let split = if number > 40 - strangers {
+                "strangers"
+            } else if n <= 5 {
+                "train"
+            } else {
+                "test"
+            };
+            let dir = ws.path().join("facedata").join(split).join(&name);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::copy(
                 person.join(format!("{n}.pgm")),
