@@ -40,19 +40,20 @@ pub fn fit_centroids(
         f64::from(train.x[r * d + j]) - means[train.y[r]][j]
     });
     let whitening = inverse_square_root(&deviations, shrinkage)?;
-    let project = |v: &[f64]| -> Vec<f64> {
-        let v = DMatrix::from_row_slice(1, d, v);
-        (v * &whitening).iter().copied().collect()
-    };
+    // One product for every centred class mean and the centre itself: [classes + 1, d].
+    let to_project = DMatrix::from_fn(classes + 1, d, |row, j| match means.get(row) {
+        Some(mean) => mean[j] - centre[j],
+        None => centre[j],
+    });
+    let projected = to_project * &whitening;
     let mut class_columns = vec![0.0f32; d * classes];
-    for (class, mean) in means.iter().enumerate() {
-        let centred: Vec<f64> = mean.iter().zip(&centre).map(|(m, c)| m - c).collect();
-        for (j, v) in project(&centred).into_iter().enumerate() {
-            class_columns[j * classes + class] = v as f32;
+    for class in 0..classes {
+        for j in 0..d {
+            class_columns[j * classes + class] = projected[(class, j)] as f32;
         }
     }
     super::cosine::normalize_columns(&mut class_columns, classes);
-    let bias = project(&centre).into_iter().map(|v| -v as f32).collect();
+    let bias = (0..d).map(|j| -projected[(classes, j)] as f32).collect();
     Ok(HeadParams {
         layers: vec![
             Dense {
