@@ -78,7 +78,9 @@ pub fn cross_validate(
             )
         })
         .collect();
-    let evaluator = HeadRunner::new(0, 0.0);
+    // One evaluator per fold: dfdx's buffer cache is not safe to share between threads (its
+    // pop checks and takes under two separate locks, so two threads can race for one buffer).
+    let evaluators: Vec<HeadRunner> = folds.iter().map(|_| HeadRunner::new(0, 0.0)).collect();
     let mut early = config.early_stopping.as_ref().map(|c| {
         let mut watch_only = c.clone();
         watch_only.restore_best = false;
@@ -94,9 +96,10 @@ pub fn cross_validate(
         let per_fold: Vec<Result<[f64; 4]>> = trainings
             .par_iter_mut()
             .zip(folds)
-            .map(|(training, fold)| {
+            .zip(&evaluators)
+            .map(|((training, fold), evaluator)| {
                 let (loss, accuracy) = training.epoch(epoch, &|| false)?;
-                let val = evaluate(&evaluator, training.trainer.params(), &fold.val);
+                let val = evaluate(evaluator, training.trainer.params(), &fold.val);
                 check_finite(val.loss, epoch, training.steps)?;
                 Ok([loss, accuracy, val.loss, val.accuracy])
             })

@@ -104,7 +104,10 @@ fn glorot_layers(inputs: usize, hidden: &[usize], classes: usize, seed: u64) -> 
         .collect()
 }
 
-/// Runs the head on dfdx's CPU device, whose random stream (seeded) drives dropout.
+/// Runs the head on dfdx's CPU device, whose random stream (seeded) drives dropout. Use a
+/// runner from one thread at a time: dfdx 0.13's buffer cache checks for a free buffer and
+/// takes it under two separate locks, so two threads can race for the last one, and the
+/// panic that follows poisons the cache and aborts the process.
 pub struct HeadRunner {
     dev: Cpu,
     dropout: f64,
