@@ -136,6 +136,14 @@ pub fn score_histogram(report: &OpenSetReport, bins: usize) -> Vec<String> {
 
 const BAR_LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
+/// A sweep parameter's value as a person reads it: strings without JSON's quotes.
+pub fn param_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{clean, clean_lines, label_width, short};

@@ -162,7 +162,7 @@ fn every_bad_config_fixture_gets_its_clear_error_and_exit_code_2() {
         &ws.path().join("facedata/solo/s01"),
     );
     let fixtures = repo_root().join("tests/fixtures/bad_configs");
-    let cases: [(&str, &[&str]); 11] = [
+    let cases: [(&str, &[&str]); 15] = [
         ("yaml_syntax.yaml", &["yaml_syntax.yaml:", "line"]),
         ("unknown_key.yaml", &["unknown_key.yaml:3", "epocs"]),
         (
@@ -197,6 +197,27 @@ fn every_bad_config_fixture_gets_its_clear_error_and_exit_code_2() {
         (
             "train_without_test.yaml",
             &["train_without_test.yaml:1", "data.test"],
+        ),
+        (
+            "bad_margin.yaml",
+            &["bad_margin.yaml:3", "head.margin", "1.5"],
+        ),
+        (
+            "bad_far.yaml",
+            &["bad_far.yaml:3", "open_set.far", "0 is not"],
+        ),
+        (
+            "missing_strangers.yaml",
+            &[
+                "missing_strangers.yaml:3",
+                "data.strangers",
+                "nobody",
+                "no such folder",
+            ],
+        ),
+        (
+            "unknown_head_type.yaml",
+            &["unknown_head_type.yaml:3", "arcface"],
         ),
     ];
     for (file, expected) in cases {

@@ -218,6 +218,47 @@ fn the_median_rule_prunes_trials_that_fall_behind_and_keeps_their_epochs() {
 }
 
 /// Each bad sweep fixture: exit code 2, and stderr naming the file, its line and the key.
+/// `head.type` is a parameter like any other: each trial trains its own kind of head, with
+/// cross-validated figures, and the cosine and centroid trials calibrate a threshold.
+#[test]
+fn a_sweep_over_head_types_trains_each_kind_with_cv_figures() {
+    let ws = seed_workspace_with_folds(5);
+    write(
+        ws.path(),
+        "experiments/sweeps/heads.yaml",
+        "experiment: ../base.yaml\nmethod: grid\nparallel: 2\nmetric: {name: cv_accuracy}\n\
+         parameters:\n  head.type: {values: [dense, cosine, centroid]}\n",
+    );
+    facelab(ws.path())
+        .args(["sweep", "experiments/sweeps/heads.yaml"])
+        .assert()
+        .success();
+    let id = sweeps_json(ws.path())[0]["id"].as_str().unwrap().to_owned();
+    let report = show_json(ws.path(), &id);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for trial in trials {
+        assert_eq!(trial["status"], "finished", "{trial}");
+        assert!(trial["metric"].as_f64().unwrap() > 0.5, "{trial}");
+        let kind = trial["params"]["head.type"].as_str().unwrap();
+        let run_id = trial["run_id"].as_str().unwrap();
+        let run: Value = json_of(facelab(ws.path()).args(["show", run_id, "--json"]));
+        assert!(
+            run["config_yaml"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("type: {kind}"))
+                || kind == "dense",
+            "{kind}: {}",
+            run["config_yaml"]
+        );
+        let has_threshold = run["open_set"]["threshold"].is_number();
+        assert_eq!(has_threshold, kind != "dense", "{kind}");
+        let epochs = run["history"].as_array().unwrap().len();
+        assert_eq!(epochs == 1, kind == "centroid", "{kind}: {epochs} epochs");
+    }
+}
+
 #[test]
 fn every_bad_sweep_fixture_exits_2_naming_file_line_and_key() {
     let fixtures = repo_root().join("tests/fixtures/bad_sweeps");

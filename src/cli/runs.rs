@@ -104,7 +104,8 @@ pub fn show(ctx: &Context, id: &str, as_json: bool) -> anyhow::Result<ExitCode> 
     let open_set = store.open_set(&run.id)?;
     if as_json {
         let mut v = run_json(&run);
-        v["epochs"] = json!(store.epochs(&run.id)?);
+        v["config_yaml"] = json!(run.config_yaml);
+        v["history"] = json!(store.epochs(&run.id)?);
         v["confusion"] = json!(store.confusion(&run.id)?);
         v["open_set"] = match &open_set {
             Some(report) => {

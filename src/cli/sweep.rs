@@ -135,7 +135,7 @@ impl SweepEvents for TrialPrinter {
 fn params_text(params: &Params) -> String {
     params
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{k}={}", crate::text::param_text(v)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -237,12 +237,11 @@ pub fn show(ctx: &Context, id: &str, format: Format) -> anyhow::Result<ExitCode>
                     t.epochs.to_string(),
                     t.run_id.clone().unwrap_or_default(),
                 ];
-                row.extend(
-                    report
-                        .keys
-                        .iter()
-                        .map(|k| t.params.get(k).map_or(String::new(), |v| v.to_string())),
-                );
+                row.extend(report.keys.iter().map(|k| {
+                    t.params
+                        .get(k)
+                        .map_or(String::new(), crate::text::param_text)
+                }));
                 w.write_record(&row)?;
             }
             w.flush()?;
@@ -289,7 +288,7 @@ fn print_report(report: &SweepReport) {
             t.run_id.as_deref().unwrap_or("-")
         );
         for k in &report.keys {
-            let value = t.params.get(k).map_or("-".into(), |v| v.to_string());
+            let value = t.params.get(k).map_or("-".into(), crate::text::param_text);
             line.push_str(&format!(
                 "  {:<w$}",
                 crate::text::short(&value, width(k)),

@@ -183,7 +183,7 @@ fn value_text(value: Option<&Value>) -> String {
             .as_f64()
             .filter(|v| v.fract() != 0.0)
             .map_or(n.to_string(), |v| format!("{v:.4}")),
-        Some(v) => v.to_string(),
+        Some(v) => crate::text::param_text(v),
         None => "-".into(),
     }
 }
