@@ -51,6 +51,9 @@ pub enum Error {
         cause: rusqlite::Error,
     },
 
+    #[error("run store {url}: {message}; check that the server is up and the URL (FACELAB_STORE or --store) is right")]
+    StoreServer { url: String, message: String },
+
     #[error("no run matches '{0}'; `facelab runs` lists them")]
     RunNotFound(String),
 

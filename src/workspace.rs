@@ -7,11 +7,31 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Workspace {
     root: PathBuf,
+    /// A PostgreSQL URL to keep runs in instead of the workspace's `facelab.db`.
+    store_url: Option<String>,
 }
 
 impl Workspace {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Workspace { root: root.into() }
+        Workspace {
+            root: root.into(),
+            store_url: None,
+        }
+    }
+
+    /// The same workspace with its runs in the store at `url` (a PostgreSQL server) instead of
+    /// its own `facelab.db`.
+    pub fn with_store_url(mut self, url: Option<String>) -> Self {
+        self.store_url = url;
+        self
+    }
+
+    /// Where the run store is: the server URL, else the `facelab.db` path.
+    pub fn store_location(&self) -> String {
+        match &self.store_url {
+            Some(url) => url.clone(),
+            None => self.store_path().display().to_string(),
+        }
     }
 
     pub fn root(&self) -> &Path {

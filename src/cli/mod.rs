@@ -35,6 +35,11 @@ struct Cli {
     #[arg(long, global = true, default_value = ".", env = "FACELAB_WORKSPACE")]
     workspace: PathBuf,
 
+    /// Keep runs and sweeps in this PostgreSQL database (postgres://user@host/db) instead of
+    /// the workspace's facelab.db.
+    #[arg(long, global = true, env = "FACELAB_STORE", value_name = "URL", value_parser = store_url)]
+    store: Option<String>,
+
     /// A MobileNetV2 weights file to use instead of the cached or fetched one.
     #[arg(long, global = true, env = "FACELAB_WEIGHTS")]
     weights: Option<PathBuf>,
@@ -238,7 +243,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             crate::text::path(&cli.workspace)
         );
     }
-    let workspace = Workspace::new(&cli.workspace);
+    let workspace = Workspace::new(&cli.workspace).with_store_url(cli.store);
     let context = Context {
         workspace,
         weights: cli.weights,
@@ -384,5 +389,16 @@ fn finite_score(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "'{text}' is not a score; give a number such as 0.5 (probability) or 0.3 (cosine)"
         )),
+    }
+}
+
+/// A `--store`: a PostgreSQL URL.
+fn store_url(text: &str) -> Result<String, String> {
+    if facelab::store::is_server_url(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a PostgreSQL URL; give postgres://user@host/database (leave --store out to use the workspace's facelab.db)"
+        ))
     }
 }

@@ -80,13 +80,18 @@ pub struct PhaseTimes {
 
 /// Opens the workspace's store and marks runs whose process has gone as interrupted.
 pub fn open_store(ws: &Workspace) -> Result<RunStore> {
-    let store = RunStore::open(&ws.store_path())?;
+    let store = RunStore::open_location(&ws.store_location())?;
     mark_dead_runs(&store, ws)?;
     Ok(store)
 }
 
 /// Marks `running` runs whose process no longer holds their lock as interrupted.
+/// A shared (server) store's runs may live on other machines, whose lock files this one cannot
+/// see: they are left as they are.
 pub fn mark_dead_runs(store: &RunStore, ws: &Workspace) -> Result<Vec<String>> {
+    if store.is_shared() {
+        return Ok(Vec::new());
+    }
     store.mark_interrupted(|id| run_is_alive(&ws.run_dir(id)))
 }
 

@@ -3,9 +3,9 @@
 //! exists, and the run is linked to it in the transaction that creates the run. A trial's
 //! status and figures are its run's.
 
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::db::{args, Value};
 use super::{id_prefix, now, RunRecord, RunStatus, RunStore};
 use crate::error::{Error, Result};
 
@@ -58,39 +58,37 @@ impl TrialRecord {
 impl RunStore {
     /// Records a sweep unless one with its id exists (running a sweep again resumes it).
     pub fn create_sweep(&self, sweep: &SweepRecord) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO sweeps (id, name, file, spec_yaml, experiment_yaml, dataset_hash, method, metric, goal, total_trials, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    sweep.id,
-                    sweep.name,
-                    sweep.file,
-                    sweep.spec_yaml,
-                    sweep.experiment_yaml,
-                    sweep.dataset_hash,
-                    sweep.method,
-                    sweep.metric,
-                    sweep.goal,
-                    sweep.total_trials as i64,
-                    now()
-                ],
-            )
-            .map_err(self.err())?;
+        self.exec(
+            "INSERT INTO sweeps (id, name, file, spec_yaml, experiment_yaml, dataset_hash, method, metric, goal, total_trials, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+            args![
+                &sweep.id,
+                &sweep.name,
+                &sweep.file,
+                &sweep.spec_yaml,
+                &sweep.experiment_yaml,
+                &sweep.dataset_hash,
+                &sweep.method,
+                &sweep.metric,
+                &sweep.goal,
+                sweep.total_trials,
+                now()
+            ],
+        )?;
         Ok(())
     }
 
     /// All sweeps, newest first.
     pub fn sweeps(&self) -> Result<Vec<SweepRecord>> {
-        self.query_sweeps("ORDER BY created_at DESC, id", params![])
+        self.query_sweeps("ORDER BY created_at DESC, id", &[])
     }
 
     /// The sweep whose id is `id_or_prefix`, or the only one starting with it.
     pub fn sweep(&self, id_or_prefix: &str) -> Result<SweepRecord> {
         let prefix = id_prefix("sweep", id_or_prefix)?;
         let mut found = self.query_sweeps(
-            "WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
-            params![prefix],
+            "WHERE substr(id, 1, length(CAST(?1 AS TEXT))) = CAST(?1 AS TEXT) ORDER BY id",
+            args![&prefix],
         )?;
         match found.len() {
             1 => Ok(found.remove(0)),
@@ -103,57 +101,48 @@ impl RunStore {
         }
     }
 
-    fn query_sweeps(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<SweepRecord>> {
+    fn query_sweeps(&self, tail: &str, args: &[Value]) -> Result<Vec<SweepRecord>> {
         let sql = format!(
             "SELECT id, name, file, method, metric, goal, total_trials, created_at, dataset_hash, spec_yaml, experiment_yaml
              FROM sweeps {tail}"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
-        let rows = stmt
-            .query_map(args, |r| {
-                Ok(SweepRecord {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    file: r.get(2)?,
-                    method: r.get(3)?,
-                    metric: r.get(4)?,
-                    goal: r.get(5)?,
-                    total_trials: r.get::<_, i64>(6)? as usize,
-                    created_at: r.get(7)?,
-                    dataset_hash: r.get(8)?,
-                    spec_yaml: r.get(9)?,
-                    experiment_yaml: r.get(10)?,
-                })
+        Ok(self
+            .rows(&sql, args)?
+            .iter()
+            .map(|r| SweepRecord {
+                id: r.text(0),
+                name: r.text(1),
+                file: r.text(2),
+                method: r.text(3),
+                metric: r.text(4),
+                goal: r.text(5),
+                total_trials: r.int(6) as usize,
+                created_at: r.text(7),
+                dataset_hash: r.text(8),
+                spec_yaml: r.text(9),
+                experiment_yaml: r.text(10),
             })
-            .map_err(self.err())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+            .collect())
     }
 
     /// A sweep's trials by number, each with its run if it has one.
     pub fn trials(&self, sweep_id: &str) -> Result<Vec<TrialRecord>> {
-        let mut runs = self.query_runs("WHERE t.sweep_id = ?1", params![sweep_id])?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT number, params_json, params_hash, run_id FROM trials WHERE sweep_id = ?1 ORDER BY number")
-            .map_err(self.err())?;
-        let rows: Vec<(i64, String, String, Option<String>)> = stmt
-            .query_map([sweep_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(self.err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.err())?;
+        let mut runs = self.query_runs("WHERE t.sweep_id = ?1", args![sweep_id])?;
+        let rows = self.rows(
+            "SELECT number, params_json, params_hash, run_id FROM trials WHERE sweep_id = ?1 ORDER BY number",
+            args![sweep_id],
+        )?;
         Ok(rows
-            .into_iter()
-            .map(|(number, params_json, params_hash, run_id)| {
-                let run = run_id.and_then(|id| {
+            .iter()
+            .map(|r| {
+                let run = r.opt_text(3).and_then(|id| {
                     let at = runs.iter().position(|r| r.id == id)?;
                     Some(runs.swap_remove(at))
                 });
                 TrialRecord {
-                    number: number as usize,
-                    params: serde_json::from_str(&params_json).unwrap_or_default(),
-                    params_hash,
+                    number: r.int(0) as usize,
+                    params: serde_json::from_str(&r.text(1)).unwrap_or_default(),
+                    params_hash: r.text(2),
                     run,
                 }
             })
@@ -171,24 +160,17 @@ impl RunStore {
         params_hash: &str,
     ) -> Result<bool> {
         self.in_transaction(|s| {
-            let taken = s
-                .conn
-                .query_row(
-                    "SELECT number FROM trials WHERE sweep_id = ?1 AND params_hash = ?2",
-                    params![sweep_id, params_hash],
-                    |r| r.get::<_, i64>(0),
-                )
-                .optional()
-                .map_err(s.err())?;
-            if taken.is_some() {
+            let taken = s.rows(
+                "SELECT number FROM trials WHERE sweep_id = ?1 AND params_hash = ?2",
+                args![sweep_id, params_hash],
+            )?;
+            if !taken.is_empty() {
                 return Ok(false);
             }
-            s.conn
-                .execute(
-                    "INSERT INTO trials (sweep_id, number, params_json, params_hash) VALUES (?1, ?2, ?3, ?4)",
-                    params![sweep_id, number as i64, params_json, params_hash],
-                )
-                .map_err(s.err())?;
+            s.exec(
+                "INSERT INTO trials (sweep_id, number, params_json, params_hash) VALUES (?1, ?2, ?3, ?4)",
+                args![sweep_id, number, params_json, params_hash],
+            )?;
             Ok(true)
         })
     }

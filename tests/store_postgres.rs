@@ -1,0 +1,83 @@
+//! The binary on a PostgreSQL store (`--store URL`): a run trained, listed, shown and used for
+//! prediction, with nothing written to the workspace's `facelab.db`. Needs a server:
+//! `FACELAB_TEST_POSTGRES` (`.ci/run` starts one); without it the test says loudly that it did
+//! not run, and fails under CI.
+
+mod common;
+
+use common::{facelab, shared, stdout_of};
+
+/// A fresh database on the test server, and its URL.
+fn fresh_database() -> Option<String> {
+    let Ok(url) = std::env::var("FACELAB_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL store tests, but FACELAB_TEST_POSTGRES is not set"
+        );
+        eprintln!("NOT RUN: set FACELAB_TEST_POSTGRES to a PostgreSQL server URL to run this test");
+        return None;
+    };
+    let name = format!(
+        "facelab_cli_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+#[test]
+fn a_run_lives_in_the_postgres_store_given_by_store() {
+    let Some(url) = fresh_database() else { return };
+    let ws = tempfile::tempdir().unwrap();
+    common::copy_dir(&shared().join("facedata/seed"), &ws.path().join("facedata"));
+    let experiment = ws.path().join("centroid.yaml");
+    std::fs::write(
+        &experiment,
+        "data: {dir: facedata, train: train, test: test}\nhead: {type: centroid, l2_normalize: true}\n",
+    )
+    .unwrap();
+    let on_server = |args: &[&str]| {
+        let mut cmd = facelab(ws.path());
+        cmd.arg("--store").arg(&url).args(args);
+        cmd
+    };
+    stdout_of(&mut on_server(&["train", experiment.to_str().unwrap()]));
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout_of(&mut on_server(&["runs", "--json"]))).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "finished");
+    let id = runs[0]["id"].as_str().unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout_of(&mut on_server(&["show", id, "--json"]))).unwrap();
+    assert_eq!(shown["test_accuracy"].as_f64(), Some(1.0));
+    assert_eq!(shown["confusion"]["labels"].as_array().unwrap().len(), 4);
+    assert!(shown["open_set"]["threshold"].is_number());
+    let predicted = stdout_of(&mut on_server(&[
+        "predict",
+        id,
+        "facedata/test/s01",
+        "--json",
+    ]));
+    assert!(
+        predicted
+            .lines()
+            .all(|l| l.contains("\"predicted\":\"s01\"")),
+        "{predicted}"
+    );
+    assert!(
+        !ws.path().join("facelab.db").exists(),
+        "nothing went to the workspace's own store"
+    );
+    // The same workspace without --store has its own, empty store.
+    let local = stdout_of(facelab(ws.path()).args(["runs", "--json"]));
+    assert_eq!(local.trim(), "[]");
+}
