@@ -81,3 +81,27 @@ fn a_run_lives_in_the_postgres_store_given_by_store() {
     let local = stdout_of(facelab(ws.path()).args(["runs", "--json"]));
     assert_eq!(local.trim(), "[]");
 }
+
+#[test]
+fn store_copy_moves_a_history_to_postgres_once_however_often_it_runs() {
+    let Some(url) = fresh_database() else { return };
+    let ws = tempfile::tempdir().unwrap();
+    common::copy_dir(&shared().join("facedata/seed"), &ws.path().join("facedata"));
+    let experiment = ws.path().join("centroid.yaml");
+    std::fs::write(
+        &experiment,
+        "data: {dir: facedata, train: train, test: test}\nhead: {type: centroid, l2_normalize: true}\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        stdout_of(facelab(ws.path()).arg("train").arg(&experiment));
+    }
+    let copy = || {
+        stdout_of(facelab(ws.path()).args(["store", "copy", "--from", "facelab.db", "--to", &url]))
+    };
+    assert!(copy().contains("2 run(s) added"));
+    assert!(copy().contains("0 run(s) added"));
+    let local = stdout_of(facelab(ws.path()).args(["runs", "--json"]));
+    let remote = stdout_of(facelab(ws.path()).args(["--store", &url, "runs", "--json"]));
+    assert_eq!(local, remote);
+}

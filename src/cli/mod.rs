@@ -11,6 +11,7 @@ mod predict;
 mod progress;
 mod runs;
 mod status;
+mod store;
 mod sweep;
 mod train;
 
@@ -51,6 +52,19 @@ struct Cli {
 
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every run and sweep of one store into another (a facelab.db file or a
+    /// postgres:// URL, either way); runs already there (by id) are left as they are, so
+    /// copying again adds nothing.
+    Copy {
+        #[arg(long, value_name = "FILE_OR_URL")]
+        from: String,
+        #[arg(long, value_name = "FILE_OR_URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +219,11 @@ enum Command {
         #[command(flatten)]
         gates: capture::GateArgs,
     },
+    /// Run stores: move a history between a facelab.db file and a PostgreSQL database.
+    Store {
+        #[command(subcommand)]
+        what: StoreCommand,
+    },
     /// Datasets: import photos, survey facedata/.
     Dataset {
         #[command(subcommand)]
@@ -311,6 +330,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             interval_ms,
             gates,
         } => capture::capture(&context, &person, count, &source, interval_ms, &gates),
+        Command::Store {
+            what: StoreCommand::Copy { from, to },
+        } => store::copy(&from, &to),
         Command::Dataset { what } => match what {
             DatasetCommand::Import { dir, person, gates } => {
                 capture::import(&context, &dir, &person, &gates)

@@ -81,6 +81,11 @@ pub(crate) use args;
 pub struct Row(Vec<Value>);
 
 impl Row {
+    /// The `i`-th value as it came.
+    pub fn value(&self, i: usize) -> Value {
+        self.0[i].clone()
+    }
+
     pub fn text(&self, i: usize) -> String {
         self.opt_text(i).unwrap_or_default()
     }

@@ -5,6 +5,7 @@
 //! transaction, so a run killed at any point leaves the database consistent.
 
 mod columns;
+mod copy;
 pub(crate) mod db;
 pub mod fixtures;
 mod pg_schema;
@@ -13,6 +14,7 @@ mod schema;
 mod sweeps;
 
 pub use columns::{sort_rows, sort_runs, Cell, RunColumn};
+pub use copy::{copy_store, CopyReport};
 pub use records::{
     NewRun, RunRecord, RunResult, RunStatus, Selection, SelectionKind, StoredConfusion, TrialOf,
 };

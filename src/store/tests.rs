@@ -279,3 +279,50 @@ fn two_processes_opening_a_fresh_postgres_store_at_once_migrate_it_once() {
     assert_eq!(versions[0].int(0) as usize, pg_schema::MIGRATIONS.len());
     assert!(store.is_shared());
 }
+
+#[test]
+fn copying_a_history_twice_loses_and_duplicates_nothing() {
+    let source = RunStore::open_in_memory().unwrap();
+    fixtures::fill_with_runs(&source, 3).unwrap();
+    let sweep = SweepRecord {
+        id: "5eed0002".into(),
+        name: "s".into(),
+        file: "s.yaml".into(),
+        method: "grid".into(),
+        metric: "cv_accuracy".into(),
+        goal: "maximize".into(),
+        total_trials: 1,
+        created_at: String::new(),
+        dataset_hash: "d".into(),
+        spec_yaml: String::new(),
+        experiment_yaml: String::new(),
+    };
+    source.create_sweep(&sweep).unwrap();
+    source.claim_trial("5eed0002", 0, "{}", "h").unwrap();
+    for (backend, target) in backends("copy_twice") {
+        eprintln!("backend {backend}");
+        target.create_run(&new_run("0000aaaa")).unwrap();
+        let first = copy_store(&source, &target).unwrap();
+        assert_eq!(first.runs_added(), 3);
+        let again = copy_store(&source, &target).unwrap();
+        assert!(
+            again.tables.iter().all(|(_, _, added)| *added == 0),
+            "{again:?}"
+        );
+        let runs = target.runs().unwrap();
+        assert_eq!(runs.len(), 4, "the target's own run stays");
+        for run in source.runs().unwrap() {
+            let copied = target.run(&run.id).unwrap();
+            assert_eq!(copied, run);
+            assert_eq!(
+                target.epochs(&run.id).unwrap(),
+                source.epochs(&run.id).unwrap()
+            );
+        }
+        assert_eq!(target.trials("5eed0002").unwrap().len(), 1);
+        // And back: a store copied into a fresh one holds the same runs.
+        let back = RunStore::open_in_memory().unwrap();
+        copy_store(&target, &back).unwrap();
+        assert_eq!(back.runs().unwrap(), target.runs().unwrap());
+    }
+}
