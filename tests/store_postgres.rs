@@ -33,9 +33,8 @@ fn fresh_database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-#[test]
-fn a_run_lives_in_the_postgres_store_given_by_store() {
-    let Some(url) = fresh_database() else { return };
+/// The notebook's dataset and a centroid experiment on it (trains in well under a second).
+fn seed_workspace_with_centroid_experiment() -> (tempfile::TempDir, std::path::PathBuf) {
     let ws = tempfile::tempdir().unwrap();
     common::copy_dir(&shared().join("facedata/seed"), &ws.path().join("facedata"));
     let experiment = ws.path().join("centroid.yaml");
@@ -44,6 +43,13 @@ fn a_run_lives_in_the_postgres_store_given_by_store() {
         "data: {dir: facedata, train: train, test: test}\nhead: {type: centroid, l2_normalize: true}\n",
     )
     .unwrap();
+    (ws, experiment)
+}
+
+#[test]
+fn a_run_lives_in_the_postgres_store_given_by_store() {
+    let Some(url) = fresh_database() else { return };
+    let (ws, experiment) = seed_workspace_with_centroid_experiment();
     let on_server = |args: &[&str]| {
         let mut cmd = facelab(ws.path());
         cmd.arg("--store").arg(&url).args(args);
@@ -85,14 +91,7 @@ fn a_run_lives_in_the_postgres_store_given_by_store() {
 #[test]
 fn store_copy_moves_a_history_to_postgres_once_however_often_it_runs() {
     let Some(url) = fresh_database() else { return };
-    let ws = tempfile::tempdir().unwrap();
-    common::copy_dir(&shared().join("facedata/seed"), &ws.path().join("facedata"));
-    let experiment = ws.path().join("centroid.yaml");
-    std::fs::write(
-        &experiment,
-        "data: {dir: facedata, train: train, test: test}\nhead: {type: centroid, l2_normalize: true}\n",
-    )
-    .unwrap();
+    let (ws, experiment) = seed_workspace_with_centroid_experiment();
     for _ in 0..2 {
         stdout_of(facelab(ws.path()).arg("train").arg(&experiment));
     }
