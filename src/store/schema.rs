@@ -121,7 +121,9 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Brings the database up to the latest schema. Foreign keys are off while migrations run (as
 /// SQLite's guide to rebuilding a table asks), so rebuilding `runs` keeps the rows that refer
-/// to it; each migration ends with a foreign key check before it commits.
+/// to it; each migration ends with a foreign key check before it commits. Each migration runs
+/// under the write lock and only if the version is still below it, so processes that open a
+/// fresh file at once migrate it once.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -130,7 +132,14 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     conn.pragma_update(None, "foreign_keys", false)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+        // Take the write lock first and look again: another process opening the same fresh
+        // file at the same moment may have run this migration while we waited for it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if now > i {
+            tx.commit()?;
+            continue;
+        }
         tx.execute_batch(sql)?;
         let broken: Option<String> = tx
             .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))

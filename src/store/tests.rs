@@ -326,3 +326,23 @@ fn copying_a_history_twice_loses_and_duplicates_nothing() {
         assert_eq!(back.runs().unwrap(), target.runs().unwrap());
     }
 }
+
+#[test]
+fn processes_opening_a_fresh_file_at_once_migrate_it_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("facelab.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || RunStore::open(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+        let store = RunStore::open(&path).unwrap();
+        let version = store.rows("PRAGMA user_version", &[]).unwrap()[0].int(0);
+        assert_eq!(version as usize, schema::MIGRATIONS.len());
+    }
+}
