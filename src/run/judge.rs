@@ -11,6 +11,7 @@ use crate::train::open_set::{calibrate, OpenSetReport};
 use crate::train::{self, FitOutcome, LabeledFeatures};
 
 use super::prepare::{as_head_sees, PreparedData};
+use super::trained_epochs;
 
 /// What a run is judged by.
 pub struct Judgement {
@@ -47,7 +48,7 @@ pub fn judge(
                 return Err(Error::Cancelled);
             }
             let train = as_head_sees(config, &prepared.train);
-            let calibration_config = refit_config(config, trained_epochs(experiment, outcome));
+            let calibration_config = refit_config(config, trained_epochs(config, outcome));
             let calibration = calibrate(
                 &calibration_config,
                 data.classes.len(),
@@ -90,22 +91,5 @@ pub fn score_name(output: Output) -> &'static str {
     match output {
         Output::Softmax => "probability",
         Output::Cosine { .. } => "cosine",
-    }
-}
-
-/// How many epochs the final head trained for: the best epoch when early stopping restored it
-/// (or cross-validation chose it), else all of them.
-fn trained_epochs(experiment: &Experiment, outcome: &FitOutcome) -> usize {
-    let config = &experiment.config;
-    let restores = config.restores_best();
-    let folds = config
-        .data
-        .validation
-        .as_ref()
-        .and_then(|v| v.folds)
-        .is_some();
-    match outcome.best_epoch {
-        Some(best) if restores || folds => best,
-        _ => outcome.epochs.len().max(1),
     }
 }

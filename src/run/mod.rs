@@ -332,11 +332,7 @@ fn fit_sets(
         }
         TrainingSets::HeldOut { train, val, .. } => {
             let outcome = train::fit(config, classes, train, Some(val), observer)?;
-            let restores_best = config.restores_best();
-            let chosen = outcome
-                .best_epoch
-                .filter(|_| restores_best)
-                .unwrap_or(outcome.epochs.len());
+            let chosen = trained_epochs(config, &outcome);
             let selection = selection(SelectionKind::Val, &outcome.epochs[chosen - 1]);
             Ok((outcome, Some(selection)))
         }
@@ -362,6 +358,22 @@ fn fit_sets(
     }
 }
 
+/// How many epochs the final head trained for: the best epoch when early stopping restored it
+/// (or cross-validation chose it), else all of them. Held-out validation reports that epoch's
+/// figures; open-set calibration trains its heads that long.
+fn trained_epochs(config: &ExperimentConfig, outcome: &FitOutcome) -> usize {
+    let folds = config
+        .data
+        .validation
+        .as_ref()
+        .and_then(|v| v.folds)
+        .is_some();
+    match outcome.best_epoch {
+        Some(best) if config.restores_best() || folds => best,
+        _ => outcome.epochs.len().max(1),
+    }
+}
+
 fn selection(kind: SelectionKind, epoch: &EpochMetrics) -> Selection {
     Selection {
         kind,
@@ -375,14 +387,6 @@ fn selection(kind: SelectionKind, epoch: &EpochMetrics) -> Selection {
 struct Quiet<'a, 'b>(&'a mut StoreObserver<'b>);
 
 impl TrainObserver for Quiet<'_, '_> {
-    fn epoch_finished(&mut self, _metrics: &EpochMetrics) -> Result<()> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _params: &HeadParams, _epoch: usize) -> Result<()> {
-        Ok(())
-    }
-
     fn cancelled(&self) -> bool {
         self.0.cancelled()
     }

@@ -117,9 +117,14 @@ impl EpochMetrics {
 
 /// Where training reports; the run store and the terminal listen here.
 pub trait TrainObserver {
-    fn epoch_finished(&mut self, metrics: &EpochMetrics) -> Result<()>;
-    /// ModelCheckpoint decided to save these weights.
-    fn checkpoint(&mut self, params: &HeadParams, epoch: usize) -> Result<()>;
+    /// An epoch ended; by default nobody listens.
+    fn epoch_finished(&mut self, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+    /// ModelCheckpoint decided to save these weights; by default they are not saved.
+    fn checkpoint(&mut self, _params: &HeadParams, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
     /// Polled between steps; `true` ends training with [`Error::Cancelled`].
     fn cancelled(&self) -> bool {
         false

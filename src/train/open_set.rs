@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::head::HeadRunner;
-use super::{fit, EpochMetrics, LabeledFeatures, TrainObserver};
+use super::{fit, LabeledFeatures, TrainObserver};
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 
@@ -217,15 +217,7 @@ fn held_out_scores(
 /// Hears nothing: calibration's heads are not the run's.
 struct Quiet;
 
-impl TrainObserver for Quiet {
-    fn epoch_finished(&mut self, _metrics: &EpochMetrics) -> Result<()> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _params: &super::head::HeadParams, _epoch: usize) -> Result<()> {
-        Ok(())
-    }
-}
+impl TrainObserver for Quiet {}
 
 #[cfg(test)]
 mod tests {
