@@ -13,7 +13,6 @@ use crate::config::Experiment;
 use crate::dataset::ExperimentData;
 use crate::error::Result;
 use crate::features::FeatureCache;
-use crate::model::TrainedHead;
 use crate::predict::{self, Prediction};
 use crate::progress::{NoProgress, Progress};
 use crate::run::{self, RunEvents, RunSummary};
@@ -236,7 +235,7 @@ pub fn spawn_prediction(
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let result = guarded(|| -> Result<Prediction> {
-            let head = TrainedHead::load(&ws.run_dir(&run_id))?;
+            let head = run::load_head(&run::open_store(&ws)?, &ws, &run_id)?;
             let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
             let (mut predictions, skipped) = predict::predict(

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::FEATURE_DIM;
 use crate::error::{Error, Result};
 use crate::image_prep::ResizeMode;
+use crate::store::StoredHead;
 use crate::train::head::{Dense, HeadParams, Output};
 
 pub const HEAD_FILE: &str = "head.safetensors";
@@ -200,6 +201,22 @@ fn output_from_metadata(
             "output '{other}' is not a head facelab knows (softmax or cosine)"
         )),
     }
+}
+
+/// A run folder's head as the store keeps it.
+pub fn stored_head(dir: &Path) -> Result<StoredHead> {
+    Ok(StoredHead {
+        safetensors: read_limited(&dir.join(HEAD_FILE), limits::HEAD)?,
+        meta_json: read_text_limited(&dir.join(META_FILE), limits::TEXT)?,
+    })
+}
+
+/// Writes a head the store keeps into a run folder, each file atomically, so it loads (and is
+/// checked) as any other.
+pub fn restore_head(dir: &Path, head: &StoredHead) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_atomically(&dir.join(HEAD_FILE), &head.safetensors)?;
+    write_atomically(&dir.join(META_FILE), head.meta_json.as_bytes())
 }
 
 pub fn save_meta(dir: &Path, meta: &HeadMeta) -> Result<()> {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use facelab::dataset;
 use facelab::features::FeatureCache;
-use facelab::model::TrainedHead;
 use facelab::paths;
 use facelab::predict;
 use facelab::run::open_store;
@@ -25,7 +24,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&ctx.workspace)?;
     let record = store.run(id)?;
-    let head = TrainedHead::load(&ctx.workspace.run_dir(&record.id))?;
+    let head = facelab::run::load_head(&store, &ctx.workspace, &record.id)?;
     let mut images = Vec::new();
     for input in inputs {
         if input.is_dir() {

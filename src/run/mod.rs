@@ -16,7 +16,7 @@ use crate::backbone::Backbone;
 use crate::config::{Experiment, ExperimentConfig};
 use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
-use crate::model::{self, HeadMeta, BEST_FILE, CONFIG_FILE, HEAD_FILE};
+use crate::model::{self, HeadMeta, TrainedHead, BEST_FILE, CONFIG_FILE, HEAD_FILE};
 use crate::progress::Progress;
 use crate::store::{
     NewRun, RunRecord, RunResult, RunStatus, RunStore, Selection, SelectionKind, SharedStore,
@@ -109,6 +109,19 @@ pub fn delete_run(store: &RunStore, ws: &Workspace, run_id: &str) -> Result<()> 
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     Ok(())
+}
+
+/// A run's trained head: from its model folder, or, when the folder lacks it and the store
+/// keeps it (a run trained on another machine against a shared store), from the store, saved
+/// into the folder first.
+pub fn load_head(store: &RunStore, ws: &Workspace, run_id: &str) -> Result<TrainedHead> {
+    let dir = ws.run_dir(run_id);
+    if !dir.join(HEAD_FILE).is_file() {
+        if let Some(head) = store.head(run_id)? {
+            model::restore_head(&dir, &head)?;
+        }
+    }
+    TrainedHead::load(&dir)
 }
 
 /// The images a run was tested on, from its recorded config and the dataset as it is now (see
@@ -261,6 +274,12 @@ pub fn train_prepared(
         }
     };
     let test_accuracy = judgement.test_accuracy;
+    // A shared store keeps the head, so the run predicts on any machine that reaches it.
+    let head = if store.lock().is_shared() {
+        Some(model::stored_head(&model_dir)?)
+    } else {
+        None
+    };
     store.lock().finish_run(
         &run_id,
         &RunResult {
@@ -269,6 +288,7 @@ pub fn train_prepared(
             test_accuracy,
             confusion: judgement.confusion,
             open_set: judgement.open_set,
+            head,
         },
     )?;
     drop(lock);

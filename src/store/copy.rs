@@ -24,6 +24,7 @@ const TABLES: &[(&str, &str, &[&str])] = &[
             "goal",
             "total_trials",
             "created_at",
+            "queued",
         ],
     ),
     (
@@ -54,7 +55,17 @@ const TABLES: &[(&str, &str, &[&str])] = &[
     (
         "trials",
         "sweep_id, number",
-        &["sweep_id", "number", "params_json", "params_hash", "run_id"],
+        &[
+            "sweep_id",
+            "number",
+            "params_json",
+            "params_hash",
+            "run_id",
+            "state",
+            "worker",
+            "heartbeat_at",
+            "attempts",
+        ],
     ),
     (
         "epochs",
@@ -100,6 +111,7 @@ const TABLES: &[(&str, &str, &[&str])] = &[
             "report_json",
         ],
     ),
+    ("heads", "run_id", &["run_id", "safetensors", "meta_json"]),
 ];
 
 /// What a copy did: per table, rows read and rows added.

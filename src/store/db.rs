@@ -1,6 +1,7 @@
 //! One SQL dialect over two drivers: the store's queries are written once, with `?1`-style
 //! placeholders and SQL that SQLite and PostgreSQL both accept (`ON CONFLICT`, `COALESCE`,
-//! `CAST(? AS TEXT)`), and run on an embedded SQLite file (rusqlite) or a PostgreSQL server
+//! `CAST(? AS TEXT)`), plus two words each driver spells its own way (`{clock}` and
+//! `{skip_locked}`, below), and run on an embedded SQLite file (rusqlite) or a PostgreSQL server
 //! (the synchronous `postgres` crate, which fits the store's blocking calls as rusqlite does).
 //! Values cross as [`Value`]s; a row is a list of them. Transactions nest: the outermost is a
 //! transaction, inner ones are savepoints.
@@ -18,6 +19,7 @@ pub enum Value {
     Int(i64),
     Real(f64),
     Text(String),
+    Blob(Vec<u8>),
 }
 
 impl From<&str> for Value {
@@ -35,6 +37,12 @@ impl From<&String> for Value {
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
     }
 }
 
@@ -95,7 +103,17 @@ impl Row {
             Value::Text(s) => Some(s.clone()),
             Value::Int(v) => Some(v.to_string()),
             Value::Real(v) => Some(v.to_string()),
+            Value::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
             Value::Null => None,
+        }
+    }
+
+    /// The `i`-th value's bytes (a text's UTF-8 bytes).
+    pub fn blob(&self, i: usize) -> Vec<u8> {
+        match &self.0[i] {
+            Value::Blob(b) => b.clone(),
+            Value::Text(s) => s.as_bytes().to_vec(),
+            _ => Vec::new(),
         }
     }
 
@@ -143,6 +161,20 @@ impl From<postgres::Error> for DbError {
     }
 }
 
+impl DbError {
+    /// Whether a UNIQUE (or primary key) constraint refused the statement.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            DbError::Sqlite(_) => false,
+            DbError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+        }
+    }
+}
+
 /// A connection to either database.
 pub enum Db {
     Sqlite(rusqlite::Connection),
@@ -164,9 +196,12 @@ impl Db {
     /// Runs a statement; returns the rows it changed.
     pub fn execute(&self, sql: &str, args: &[Value]) -> Result<usize, DbError> {
         match self {
-            Db::Sqlite(conn) => Ok(conn.execute(sql, rusqlite::params_from_iter(args.iter()))?),
+            Db::Sqlite(conn) => {
+                let sql = sqlite_dialect(sql);
+                Ok(conn.execute(&sql, rusqlite::params_from_iter(args.iter()))?)
+            }
             Db::Postgres { client, .. } => {
-                let sql = dollar_placeholders(sql);
+                let sql = postgres_dialect(sql);
                 Ok(client.borrow_mut().execute(&sql, &pg_args(args))? as usize)
             }
         }
@@ -176,7 +211,7 @@ impl Db {
     pub fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, DbError> {
         match self {
             Db::Sqlite(conn) => {
-                let mut stmt = conn.prepare(sql)?;
+                let mut stmt = conn.prepare(&sqlite_dialect(sql))?;
                 let width = stmt.column_count();
                 let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
                     (0..width).map(|i| sqlite_value(r, i)).collect()
@@ -188,7 +223,7 @@ impl Db {
                     .collect())
             }
             Db::Postgres { client, .. } => {
-                let sql = dollar_placeholders(sql);
+                let sql = postgres_dialect(sql);
                 let rows = client.borrow_mut().query(&sql, &pg_args(args))?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
@@ -207,6 +242,32 @@ impl Db {
         match self {
             Db::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
             Db::Postgres { client, .. } => Ok(client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    /// Starts a transaction that will write: SQLite takes its write lock now (a deferred
+    /// transaction that reads first could not upgrade once another process has written), so
+    /// read-then-write steps such as claiming a trial see no other writer in between. Only at
+    /// the outermost level.
+    pub fn begin_write(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE; SAVEPOINT facelab"),
+            Db::Postgres { .. } => self.begin(),
+        }
+    }
+
+    /// Ends what [`Db::begin_write`] began.
+    pub fn commit_write(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => self.batch("RELEASE facelab; COMMIT"),
+            Db::Postgres { .. } => self.commit(),
+        }
+    }
+
+    pub fn rollback_write(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => self.batch("ROLLBACK"),
+            Db::Postgres { .. } => self.rollback(),
         }
     }
 
@@ -269,6 +330,7 @@ impl rusqlite::ToSql for Value {
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
         })
     }
 }
@@ -279,7 +341,8 @@ fn sqlite_value(row: &rusqlite::Row, i: usize) -> rusqlite::Result<Value> {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(v) => Value::Int(v),
         ValueRef::Real(v) => Value::Real(v),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into()),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     })
 }
 
@@ -304,6 +367,7 @@ impl ToSql for Value {
                 _ => v.to_sql(ty, out),
             },
             Value::Text(s) => s.as_str().to_sql(ty, out),
+            Value::Blob(b) => b.as_slice().to_sql(ty, out),
         }
     }
 
@@ -339,10 +403,37 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
         Type::FLOAT4 => row
             .try_get::<_, Option<f32>>(i)?
             .map_or(Value::Null, |v| Value::Real(v.into())),
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(i)?
+            .map_or(Value::Null, Value::Blob),
         _ => row
             .try_get::<_, Option<String>>(i)?
             .map_or(Value::Null, Value::Text),
     })
+}
+
+/// The database's clock in seconds since the Unix epoch, written where a query says
+/// `{clock}`: every machine that shares a server judges heartbeats by the server's clock, so
+/// the workers' own clocks need not agree.
+const CLOCK: &str = "{clock}";
+
+/// Row locks that let concurrent claimers pass each other, written where a query says
+/// `{skip_locked}`. SQLite has one writer at a time (claims run in [`Db::begin_write`]), so it
+/// needs none.
+const SKIP_LOCKED: &str = "{skip_locked}";
+
+fn sqlite_dialect(sql: &str) -> String {
+    sql.replace(CLOCK, "((julianday('now') - 2440587.5) * 86400.0)")
+        .replace(SKIP_LOCKED, "")
+}
+
+fn postgres_dialect(sql: &str) -> String {
+    dollar_placeholders(sql)
+        .replace(
+            CLOCK,
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
+        )
+        .replace(SKIP_LOCKED, "FOR UPDATE SKIP LOCKED")
 }
 
 /// `?1` placeholders as PostgreSQL's `$1` (outside quoted literals).

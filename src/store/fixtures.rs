@@ -73,6 +73,7 @@ pub fn fill_with_runs(store: &RunStore, runs: usize) -> Result<()> {
                     test_accuracy: Some(0.9),
                     confusion: None,
                     open_set: None,
+                    head: None,
                 },
             )?;
         }

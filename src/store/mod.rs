@@ -8,13 +8,17 @@ mod columns;
 mod copy;
 pub(crate) mod db;
 pub mod fixtures;
+mod heads;
 mod pg_schema;
+mod queue;
 mod records;
 mod schema;
 mod sweeps;
 
 pub use columns::{sort_rows, sort_runs, Cell, RunColumn};
 pub use copy::{copy_store, CopyReport};
+pub use heads::StoredHead;
+pub use queue::{Claim, QueueCounts, QueuedTrial};
 pub use records::{
     NewRun, RunRecord, RunResult, RunStatus, Selection, SelectionKind, StoredConfusion, TrialOf,
 };
@@ -117,8 +121,7 @@ impl RunStore {
         // A second process (a training run, the TUI) may hold the write lock briefly.
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         if wal {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(err)?;
+            enter_wal_mode(&conn).map_err(err)?;
             // In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash or power
             // cut can lose the last few epochs written but never corrupts the store, and a
             // sweep's per-epoch writes stop costing a disk flush each.
@@ -213,6 +216,9 @@ impl RunStore {
                     result.selection.map(|s| s.accuracy)
                 ],
             )?;
+            if let Some(head) = &result.head {
+                s.put_head(run_id, head)?;
+            }
             if let Some(report) = &result.open_set {
                 let figures = report.figures();
                 let json = serde_json::to_string(report).expect("a report serialises");
@@ -431,6 +437,24 @@ impl RunStore {
     }
 }
 
+/// Switches a file to WAL mode (it stays so). The switch needs the file to itself, and SQLite
+/// answers "busy" at once rather than waiting when another connection is opening the same
+/// fresh file, so it is tried again for up to the busy timeout.
+fn enter_wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A run's row as [`RunStore::query_runs`] selects it.
 fn run_record(r: &Row) -> RunRecord {
     let tags = r.text(12);
@@ -541,3 +565,5 @@ fn now() -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_queue;

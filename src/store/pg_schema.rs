@@ -89,6 +89,19 @@ pub const MIGRATIONS: &[&str] = &[
         dir_at_far DOUBLE PRECISION,
         report_json TEXT NOT NULL
     );",
+    // 2: SQLite's version 5: the worker queue and heads kept in the store.
+    "ALTER TABLE sweeps ADD COLUMN queued BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE trials ADD COLUMN state TEXT NOT NULL DEFAULT 'claimed'
+        CHECK (state IN ('queued', 'claimed', 'done'));
+    ALTER TABLE trials ADD COLUMN worker TEXT;
+    ALTER TABLE trials ADD COLUMN heartbeat_at DOUBLE PRECISION;
+    ALTER TABLE trials ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX trials_state ON trials (sweep_id, state, number);
+    CREATE TABLE heads (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        safetensors BYTEA NOT NULL,
+        meta_json TEXT NOT NULL
+    );",
 ];
 
 /// Brings the database up to the latest version, in `schema` (created if absent; then the

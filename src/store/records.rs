@@ -161,6 +161,8 @@ pub struct RunResult {
     pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
     /// The calibrated threshold and the scores it was judged by, when the run has one.
     pub open_set: Option<OpenSetReport>,
+    /// The trained head, when the store keeps heads (a shared store does).
+    pub head: Option<super::StoredHead>,
 }
 
 /// A stored confusion matrix and the per-class figures derived from it.

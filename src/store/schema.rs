@@ -117,6 +117,22 @@ pub const MIGRATIONS: &[&str] = &[
         dir_at_far REAL,
         report_json TEXT NOT NULL
     );",
+    // 5: sweeps queued for workers (`sweep --queue-only`, `facelab worker`): each trial's place
+    // in the queue (`queued`, `claimed` by a worker that heartbeats it, `done`), with times by
+    // the database's clock in seconds since the Unix epoch; and trained heads kept in the
+    // store, so a run can be used from any machine that reaches it.
+    "ALTER TABLE sweeps ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE trials ADD COLUMN state TEXT NOT NULL DEFAULT 'claimed'
+        CHECK (state IN ('queued', 'claimed', 'done'));
+    ALTER TABLE trials ADD COLUMN worker TEXT;
+    ALTER TABLE trials ADD COLUMN heartbeat_at REAL;
+    ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX trials_state ON trials (sweep_id, state, number);
+    CREATE TABLE heads (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        safetensors BLOB NOT NULL,
+        meta_json TEXT NOT NULL
+    );",
 ];
 
 /// Brings the database up to the latest schema. Foreign keys are off while migrations run (as

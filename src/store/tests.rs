@@ -7,7 +7,7 @@ use crate::train::open_set::OpenSetReport;
 
 /// A fresh store on each backend. Without `FACELAB_TEST_POSTGRES`, the PostgreSQL half says so
 /// loudly, and fails under CI, which must run it.
-fn backends(test: &str) -> Vec<(&'static str, RunStore)> {
+pub(super) fn backends(test: &str) -> Vec<(&'static str, RunStore)> {
     let mut stores = vec![("sqlite", RunStore::open_in_memory().unwrap())];
     match std::env::var("FACELAB_TEST_POSTGRES") {
         Ok(url) => {
@@ -28,7 +28,7 @@ fn backends(test: &str) -> Vec<(&'static str, RunStore)> {
     stores
 }
 
-fn new_run(id: &str) -> NewRun {
+pub(super) fn new_run(id: &str) -> NewRun {
     NewRun {
         id: id.into(),
         experiment: "seed".into(),
@@ -80,8 +80,19 @@ fn a_run_goes_from_running_to_finished_with_epochs_and_confusion() {
                 known_correct: vec![true, false, true],
                 stranger_scores: vec![0.5],
             }),
+            head: Some(StoredHead {
+                // Every byte value, so a text round trip would show.
+                safetensors: (0..=255u8).collect(),
+                meta_json: "{\"classes\": []}".into(),
+            }),
         };
         store.finish_run("abc12345", &result).unwrap();
+        assert_eq!(store.head("abc12345").unwrap(), result.head);
+        assert_eq!(
+            store.head("abc1").unwrap(),
+            None,
+            "heads are found by full id"
+        );
         let report = store.open_set("abc12345").unwrap().unwrap();
         assert_eq!(Some(&report), result.open_set.as_ref());
         let row = &store
