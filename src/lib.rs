@@ -35,6 +35,7 @@ pub mod sweep;
 #[cfg(test)]
 mod test_values;
 pub mod train;
+pub mod worker;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -14,6 +14,7 @@ mod status;
 mod store;
 mod sweep;
 mod train;
+mod worker;
 
 use facelab::store::RunColumn;
 use facelab::train::memory;
@@ -234,8 +235,29 @@ enum Command {
     #[command(args_conflicts_with_subcommands = true)]
     Sweep {
         file: Option<PathBuf>,
+        /// Queue the sweep's trials in the store for `facelab worker` processes (on this or
+        /// other machines sharing a --store) and return, instead of running them here.
+        #[arg(long, requires = "file")]
+        queue_only: bool,
         #[command(subcommand)]
         what: Option<SweepCommand>,
+    },
+    /// Claim queued sweep trials from the store and run them, one at a time, until stopped
+    /// (start any number, on any machines that share the --store and the dataset).
+    Worker {
+        /// Only this sweep (an id or prefix; `facelab sweeps` lists them).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Stop after running this many trials.
+        #[arg(long, value_name = "N")]
+        max_trials: Option<usize>,
+        /// Stop after this many seconds with nothing to claim and no trial running elsewhere.
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+        idle_exit: Option<f64>,
+        /// Seconds a running trial's heartbeat may be silent before another worker takes it
+        /// over (its worker presumed dead); heartbeats are sent every quarter of this.
+        #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+        grace: f64,
     },
     /// List sweeps with their progress and best figure.
     Sweeps {
@@ -295,7 +317,26 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Show { run, json } => runs::show(&context, &run, json),
         Command::Sweeps { json } => sweep::list(&context, json),
-        Command::Sweep { file, what } => match (file, what) {
+        Command::Sweep {
+            file: Some(file),
+            queue_only: true,
+            ..
+        } => worker::enqueue(&context, &file),
+        Command::Worker {
+            sweep,
+            max_trials,
+            idle_exit,
+            grace,
+        } => worker::run(
+            &context,
+            worker::WorkerArgs {
+                sweep,
+                max_trials,
+                idle_exit,
+                grace,
+            },
+        ),
+        Command::Sweep { file, what, .. } => match (file, what) {
             (_, Some(SweepCommand::Show { sweep: id, json, csv })) => {
                 sweep::show(&context, &id, runs::Format::from_flags(json, csv))
             }
@@ -410,6 +451,16 @@ fn finite_score(text: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!(
             "'{text}' is not a score; give a number such as 0.5 (probability) or 0.3 (cosine)"
+        )),
+    }
+}
+
+/// A duration in seconds: a positive, finite number.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e7 => Ok(v),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds; give a positive number such as 60"
         )),
     }
 }

@@ -98,23 +98,7 @@ impl SweepEvents for TrialPrinter {
     }
 
     fn trial_finished(&self, t: &TrialOutcome) {
-        let figure = match (t.status, t.metric) {
-            (RunStatus::Finished, Some(m)) => format!("{} {m:.4}", self.metric),
-            _ => format!("{} -", self.metric),
-        };
-        let test = t.test_accuracy.map_or("-".into(), |a| format!("{a:.4}"));
-        let line = format!(
-            "trial {:>3}  {:<11}  {figure}  (test {test})  {}  [{} epochs, run {}]{}",
-            t.number,
-            t.status.as_str(),
-            params_text(&t.params),
-            t.epochs,
-            t.run_id.as_deref().unwrap_or("-"),
-            t.error
-                .as_deref()
-                .filter(|_| t.status == RunStatus::Failed)
-                .map_or(String::new(), |e| format!(": {}", crate::text::clean(e)))
-        );
+        let line = trial_line(self.metric, t);
         let mut best = self.best.lock().unwrap_or_else(|p| p.into_inner());
         if let (RunStatus::Finished, Some(m)) = (t.status, t.metric) {
             if best.is_none_or(|(b, _)| self.goal.better(m, b)) {
@@ -130,6 +114,27 @@ impl SweepEvents for TrialPrinter {
             self.bar.inc(1);
         }
     }
+}
+
+/// One finished trial as `sweep` and `worker` print it.
+pub(super) fn trial_line(metric: &str, t: &TrialOutcome) -> String {
+    let figure = match (t.status, t.metric) {
+        (RunStatus::Finished, Some(m)) => format!("{} {m:.4}", metric),
+        _ => format!("{} -", metric),
+    };
+    let test = t.test_accuracy.map_or("-".into(), |a| format!("{a:.4}"));
+    format!(
+        "trial {:>3}  {:<11}  {figure}  (test {test})  {}  [{} epochs, run {}]{}",
+        t.number,
+        t.status.as_str(),
+        params_text(&t.params),
+        t.epochs,
+        t.run_id.as_deref().unwrap_or("-"),
+        t.error
+            .as_deref()
+            .filter(|_| t.status == RunStatus::Failed)
+            .map_or(String::new(), |e| format!(": {}", crate::text::clean(e)))
+    )
 }
 
 fn params_text(params: &Params) -> String {

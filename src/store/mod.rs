@@ -532,7 +532,7 @@ pub fn is_server_url(location: &str) -> bool {
 }
 
 /// The URL with any password replaced by `***`, for messages.
-fn redacted_url(url: &str) -> String {
+pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

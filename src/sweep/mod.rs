@@ -13,10 +13,12 @@ mod runner;
 pub mod space;
 pub mod spec;
 pub mod tpe;
+pub mod trial;
 
 use std::path::{Path, PathBuf};
 
 pub use pruner::MedianPruner;
+pub(crate) use runner::sweep_record;
 pub use runner::{run_sweep, SweepEvents, SweepOutcome, TrialOutcome};
 use space::{Domain, Params, Space};
 use spec::{Method, SweepSpec};
@@ -76,6 +78,31 @@ impl Sweep {
             Error::Config { .. } => e,
             other => error("experiment", other.to_string()),
         })?;
+        Self::with_base(path, text, spec, base)
+    }
+
+    /// A sweep as the store recorded it (its resolved file and base experiment), as a worker
+    /// on any machine reads it.
+    pub fn from_record(record: &crate::store::SweepRecord) -> Result<Sweep> {
+        let path = PathBuf::from(&record.file);
+        let spec: SweepSpec = crate::config::parse_yaml(&path, &record.spec_yaml)?;
+        let base_path = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&spec.experiment);
+        let base = Experiment::parse(&base_path, &record.experiment_yaml)?;
+        Self::with_base(&path, &record.spec_yaml, spec, base)
+    }
+
+    /// Checks a parsed sweep against its base experiment.
+    fn with_base(path: &Path, text: &str, spec: SweepSpec, base: Experiment) -> Result<Sweep> {
+        let error = |key: &str, message: String| Error::Config {
+            path: path.to_owned(),
+            line: crate::config::line_of_key(text, key),
+            key: key.to_owned(),
+            message,
+        };
+        let base_path = &base.path;
         let mut params = Vec::new();
         for (key, param) in &spec.parameters {
             let domain =

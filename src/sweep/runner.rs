@@ -13,28 +13,19 @@
 //! with its claimed parameters, its old run deleted; a trial running in another live process
 //! is left to it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 
-use rand::SeedableRng;
-
-use super::space::{params_hash, Params};
-use super::spec::{Method, SweepMetric};
-use super::tpe::{self, Observation};
-use super::{MedianPruner, Sweep};
+use super::space::Params;
+use super::spec::Method;
+use super::trial::{self, TrialTrainer};
+use super::Sweep;
 use crate::backbone::Backbone;
-use crate::config::Experiment;
-use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
-use crate::progress::{NoProgress, Progress};
-use crate::run::{self, PreparedData, RunEvents, RunPlace};
-use crate::store::{RunStatus, SharedStore, SweepRecord, TrialOf, TrialRecord};
+use crate::progress::Progress;
+use crate::run;
+use crate::store::{RunStatus, SharedStore, SweepRecord, TrialRecord};
 use crate::train::EpochMetrics;
 use crate::workspace::Workspace;
-
-/// Draws of new parameters before a trial number is given up as a duplicate of earlier ones
-/// (the space has fewer distinct points than trials).
-const MAX_DRAWS: u64 = 100;
 
 /// What the caller hears while a sweep runs; called from the worker threads.
 pub trait SweepEvents: Sync {
@@ -98,19 +89,9 @@ pub fn run_sweep(
     let sweep_id = sweep.id(&base.dataset_hash);
     let store = SharedStore::new(run::open_store(ws)?);
     let total = sweep.total_trials();
-    store.lock().create_sweep(&SweepRecord {
-        id: sweep_id.clone(),
-        name: sweep.name(),
-        file: sweep.path.display().to_string(),
-        method: sweep.spec.method.as_str().into(),
-        metric: sweep.spec.metric.name.as_str().into(),
-        goal: sweep.spec.metric.goal().as_str().into(),
-        total_trials: total,
-        created_at: String::new(),
-        dataset_hash: base.dataset_hash.clone(),
-        spec_yaml: sweep.resolved_yaml(),
-        experiment_yaml: sweep.base.resolved_yaml(),
-    })?;
+    store
+        .lock()
+        .create_sweep(&sweep_record(sweep, &sweep_id, &base.dataset_hash))?;
     let already_done = store
         .lock()
         .trials(&sweep_id)?
@@ -119,15 +100,18 @@ pub fn run_sweep(
         .count();
     events.started(&sweep_id, total, already_done);
     let session = Session {
-        ws,
         sweep,
-        sweep_id: sweep_id.clone(),
-        backbone,
-        memory_limit,
-        store: &store,
         events,
         schedule: Schedule::new(total),
-        features: Mutex::new(HashMap::from([(features_key(&sweep.base), Arc::new(base))])),
+        trainer: TrialTrainer::new(
+            ws,
+            sweep,
+            sweep_id.clone(),
+            backbone,
+            memory_limit,
+            &store,
+            std::sync::Arc::new(base),
+        ),
         ran: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
     };
@@ -161,23 +145,29 @@ pub fn run_sweep(
     })
 }
 
-/// The parts of an experiment its features depend on; trials that agree share features.
-fn features_key(experiment: &Experiment) -> String {
-    let c = &experiment.config;
-    serde_json::to_string(&(&c.data, &c.augment, c.augment_seed())).expect("configs serialise")
+/// What the store keeps of a sweep about to run or be queued.
+pub(crate) fn sweep_record(sweep: &Sweep, sweep_id: &str, dataset_hash: &str) -> SweepRecord {
+    SweepRecord {
+        id: sweep_id.to_owned(),
+        name: sweep.name(),
+        file: sweep.path.display().to_string(),
+        method: sweep.spec.method.as_str().into(),
+        metric: sweep.spec.metric.name.as_str().into(),
+        goal: sweep.spec.metric.goal().as_str().into(),
+        total_trials: sweep.total_trials(),
+        created_at: String::new(),
+        dataset_hash: dataset_hash.to_owned(),
+        spec_yaml: sweep.resolved_yaml(),
+        experiment_yaml: sweep.base.resolved_yaml(),
+    }
 }
 
 /// One run of a sweep: what the workers share.
 struct Session<'a> {
-    ws: &'a Workspace,
     sweep: &'a Sweep,
-    sweep_id: String,
-    backbone: &'a Backbone,
-    memory_limit: u64,
-    store: &'a SharedStore,
     events: &'a dyn SweepEvents,
     schedule: Schedule,
-    features: Mutex<HashMap<String, Arc<PreparedData>>>,
+    trainer: TrialTrainer<'a>,
     ran: Mutex<Vec<TrialOutcome>>,
     failure: Mutex<Option<Error>>,
 }
@@ -236,7 +226,8 @@ impl Session<'_> {
         if !self.schedule.wait_claimed_before(number) {
             return Ok(Trial::Skipped);
         }
-        let trials = self.store.lock().trials(&self.sweep_id)?;
+        let store = self.trainer.store;
+        let trials = store.lock().trials(&self.trainer.sweep_id)?;
         let visible: Vec<&TrialRecord> = trials
             .iter()
             .filter(|t| t.number + parallel <= number)
@@ -252,7 +243,7 @@ impl Session<'_> {
             }
             Some(t) => {
                 if let Some(old) = &t.run {
-                    run::delete_run(&self.store.lock(), self.ws, &old.id)?;
+                    run::delete_run(&store.lock(), self.trainer.ws, &old.id)?;
                 }
                 t.params.clone()
             }
@@ -262,210 +253,25 @@ impl Session<'_> {
             },
         };
         self.schedule.claimed(number);
-        let curves = self.finished_curves(&visible)?;
-        self.train(number, params, curves).map(Trial::Ran)
+        let curves = trial::finished_curves(self.sweep, &store.lock(), &visible)?;
+        self.trainer
+            .train(number, params, curves, self.events)
+            .map(Trial::Ran)
     }
 
     /// Draws parameters for a new trial and claims them; `None` if every draw repeated an
     /// earlier trial's.
     fn claim(&self, number: usize, visible: &[&TrialRecord]) -> Result<Option<Params>> {
-        let spec = &self.sweep.spec;
-        for draw in 0..MAX_DRAWS {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(super::trial_seed(
-                spec.seed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                number,
-            ));
-            let params = match spec.method {
-                Method::Grid => self.sweep.space.grid_point(number),
-                Method::Random => self.sweep.space.sample(&mut rng),
-                Method::Tpe => {
-                    let history = self.history(visible);
-                    tpe::suggest(&self.sweep.space, &history, spec.metric.goal(), &mut rng)
-                }
-            };
-            let json = serde_json::to_string(&params).expect("JSON values serialise");
-            if self.store.lock().claim_trial(
-                &self.sweep_id,
-                number,
-                &json,
-                &params_hash(&params),
-            )? {
-                return Ok(Some(params));
-            }
-        }
-        Ok(None)
-    }
-
-    /// What TPE learns from: done trials with their metric (pruned ones without).
-    fn history(&self, visible: &[&TrialRecord]) -> Vec<Observation> {
-        let metric = self.sweep.spec.metric.name;
-        visible
-            .iter()
-            .filter_map(|t| {
-                let run = t.run.as_ref()?;
-                let value = match run.status {
-                    RunStatus::Finished => Some(metric.of_run(run)?),
-                    RunStatus::Pruned => None,
-                    _ => return None,
-                };
-                Some(Observation {
-                    params: t.params.clone(),
-                    value,
-                })
-            })
-            .collect()
-    }
-
-    /// The per-epoch metric of earlier finished trials, for the pruner.
-    fn finished_curves(&self, visible: &[&TrialRecord]) -> Result<Vec<Vec<f64>>> {
-        if self.sweep.spec.early_terminate.is_none() {
-            return Ok(Vec::new());
-        }
-        let metric = self.sweep.spec.metric.name;
-        let store = self.store.lock();
-        visible
-            .iter()
-            .filter_map(|t| t.run.as_ref().filter(|r| r.status == RunStatus::Finished))
-            .map(|run| {
-                Ok(store
-                    .epochs(&run.id)?
-                    .iter()
-                    .map(|e| metric.of_epoch(e).unwrap_or(f64::NAN))
-                    .collect())
-            })
-            .collect()
-    }
-
-    fn features_for(&self, experiment: &Experiment) -> Result<Arc<PreparedData>> {
-        let mut features = self.features.lock().unwrap_or_else(|p| p.into_inner());
-        let key = features_key(experiment);
-        if let Some(prepared) = features.get(&key) {
-            return Ok(prepared.clone());
-        }
-        let prepared = Arc::new(run::prepare(
-            self.ws,
-            experiment,
-            self.backbone,
-            self.memory_limit,
-            &NoProgress,
-        )?);
-        features.insert(key, prepared.clone());
-        Ok(prepared)
-    }
-
-    fn train(&self, number: usize, params: Params, earlier: Vec<Vec<f64>>) -> Result<TrialOutcome> {
-        let spec = &self.sweep.spec;
-        let failed = |error: Error| TrialOutcome {
-            number,
-            run_id: None,
-            status: RunStatus::Failed,
-            params: params.clone(),
-            metric: None,
-            test_accuracy: None,
-            epochs: 0,
-            error: Some(error.to_string()),
-            wall_seconds: 0.0,
-            step_seconds: 0.0,
+        let history = match self.sweep.spec.method {
+            Method::Tpe => trial::history(self.sweep, visible),
+            _ => Vec::new(),
         };
-        let experiment = match self.sweep.trial_experiment(&params, number) {
-            Ok(experiment) => experiment,
-            Err(e) => return Ok(failed(e)),
-        };
-        let prepared = self.features_for(&experiment)?;
-        let place = RunPlace {
-            ws: self.ws,
-            store: self.store,
-            weights_sha256: self.backbone.weights_sha256(),
-            trial: Some(TrialOf {
-                sweep_id: self.sweep_id.clone(),
-                number,
-            }),
-        };
-        let mut events = TrialEvents {
-            number,
-            params: &params,
-            sweep: self.events,
-            metric: spec.metric.name,
-            pruner: spec.early_terminate.as_ref().map(|e| MedianPruner {
-                min_epochs: e.min_epochs,
-                startup_trials: e.startup_trials,
-                goal: spec.metric.goal(),
-            }),
-            earlier,
-            own: Vec::new(),
-            run_id: None,
-        };
-        let result = run::train_prepared(&place, &experiment, &prepared, &mut events);
-        let run_id = events.run_id.clone();
-        let epochs = events.own.len();
-        let step_seconds = result.as_ref().map_or(0.0, |s| s.step_seconds);
-        let outcome = |status, metric, test_accuracy, error| TrialOutcome {
-            number,
-            run_id: run_id.clone(),
-            status,
-            params: params.clone(),
-            metric,
-            test_accuracy,
-            epochs,
-            error,
-            wall_seconds: 0.0,
-            step_seconds,
-        };
-        Ok(match result {
-            Ok(summary) => outcome(
-                RunStatus::Finished,
-                summary.selection.map(|s| spec.metric.name.of_selection(&s)),
-                summary.test_accuracy,
-                None,
-            ),
-            Err(e @ Error::Pruned { .. }) => {
-                outcome(RunStatus::Pruned, None, None, Some(e.to_string()))
-            }
-            Err(Error::Cancelled) => outcome(RunStatus::Interrupted, None, None, None),
-            Err(e @ Error::Store { .. }) => return Err(e),
-            Err(e) if run_id.is_none() => failed(e),
-            Err(e) => outcome(RunStatus::Failed, None, None, Some(e.to_string())),
+        let store = self.trainer.store;
+        trial::draw_until_claimed(self.sweep, number, &history, |json, hash| {
+            store
+                .lock()
+                .claim_trial(&self.trainer.sweep_id, number, json, hash)
         })
-    }
-}
-
-/// One trial's run events: passes them on, keeps the metric curve, asks the pruner.
-struct TrialEvents<'a> {
-    number: usize,
-    params: &'a Params,
-    sweep: &'a dyn SweepEvents,
-    metric: SweepMetric,
-    pruner: Option<MedianPruner>,
-    earlier: Vec<Vec<f64>>,
-    own: Vec<f64>,
-    run_id: Option<String>,
-}
-
-impl RunEvents for TrialEvents<'_> {
-    fn started(
-        &mut self,
-        run_id: &str,
-        _data: &ExperimentData,
-        _skipped: &[(std::path::PathBuf, String)],
-    ) {
-        self.run_id = Some(run_id.to_owned());
-        self.sweep.trial_started(self.number, run_id, self.params);
-    }
-
-    fn epoch(&mut self, metrics: &EpochMetrics) {
-        self.own
-            .push(self.metric.of_epoch(metrics).unwrap_or(f64::NAN));
-        self.sweep.trial_epoch(self.number, metrics);
-    }
-
-    fn cancelled(&self) -> bool {
-        self.sweep.cancelled()
-    }
-
-    fn should_prune(&mut self, metrics: &EpochMetrics) -> bool {
-        self.pruner
-            .as_ref()
-            .is_some_and(|p| p.should_prune(metrics.epoch, &self.own, &self.earlier))
     }
 }
 

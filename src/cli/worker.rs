@@ -1,0 +1,113 @@
+//! `facelab sweep FILE --queue-only` (queue a sweep's trials in the store and return) and
+//! `facelab worker` (claim and run queued trials until told to stop): one line per trial on
+//! stdout, refusals and lost claims on stderr.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use facelab::store::{redacted_url, Claim};
+use facelab::sweep::space::Params;
+use facelab::sweep::{Sweep, SweepEvents, TrialOutcome};
+use facelab::worker::{self, WorkerEvents, WorkerOptions};
+
+use super::progress::Bar;
+use super::Context;
+
+/// Queues the sweep a file describes for workers.
+pub fn enqueue(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
+    let sweep = Sweep::load(path)?;
+    let backbone = ctx.backbone()?;
+    let queued = worker::enqueue(
+        &ctx.workspace,
+        &sweep,
+        &backbone,
+        ctx.memory_limit,
+        &Bar::new(),
+    )?;
+    if let Some(at) = queued.exhausted_at {
+        println!(
+            "the search space has only {at} distinct parameter sets: queued {at} of {} trials",
+            queued.total
+        );
+    }
+    println!(
+        "sweep {}: {} trials queued ({} new) in {}; start workers with: facelab worker --sweep {}",
+        queued.sweep_id,
+        queued.exhausted_at.unwrap_or(queued.total),
+        queued.added,
+        redacted_url(&ctx.workspace.store_location()),
+        queued.sweep_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `worker` subcommand's options, as given.
+pub struct WorkerArgs {
+    pub sweep: Option<String>,
+    pub max_trials: Option<usize>,
+    pub idle_exit: Option<f64>,
+    pub grace: f64,
+}
+
+/// Claims and runs trials until the queue is idle for `--idle-exit` or `--max-trials` ran.
+pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let backbone = ctx.backbone()?;
+    let grace = Duration::from_secs_f64(args.grace);
+    let options = WorkerOptions {
+        sweep: args.sweep,
+        max_trials: args.max_trials,
+        idle_exit: args.idle_exit.map(Duration::from_secs_f64),
+        grace,
+        poll: Duration::from_secs(1).min(grace / 4),
+    };
+    eprintln!(
+        "worker {} on {} (grace {:.0} s)",
+        worker::worker_name(),
+        redacted_url(&ctx.workspace.store_location()),
+        args.grace
+    );
+    let outcome = worker::run_worker(
+        &ctx.workspace,
+        &backbone,
+        ctx.memory_limit,
+        &options,
+        &Printer,
+    )?;
+    println!("worker {}: {} trials run", outcome.worker, outcome.ran);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a worker does.
+struct Printer;
+
+impl SweepEvents for Printer {}
+
+impl WorkerEvents for Printer {
+    fn refused(&self, sweep_id: &str, why: &str) {
+        eprintln!("refusing sweep {sweep_id}: {why}");
+    }
+
+    fn claimed(&self, claim: &Claim, _params: &Params) {
+        if let Some(old) = &claim.reclaimed_run {
+            eprintln!(
+                "sweep {} trial {}: taken over from a worker that stopped heartbeating (its run {old} deleted); attempt {}",
+                claim.sweep_id, claim.number, claim.attempts
+            );
+        }
+    }
+
+    fn finished(&self, sweep_id: &str, metric: &str, trial: &TrialOutcome) {
+        println!(
+            "sweep {sweep_id} {}",
+            super::sweep::trial_line(metric, trial)
+        );
+    }
+
+    fn lost(&self, claim: &Claim) {
+        eprintln!(
+            "sweep {} trial {}: another worker took this trial over (this worker's heartbeat was late); left to it",
+            claim.sweep_id, claim.number
+        );
+    }
+}
