@@ -5,33 +5,7 @@
 
 mod common;
 
-use common::{facelab, shared, stdout_of};
-
-/// A fresh database on the test server, and its URL.
-fn fresh_database() -> Option<String> {
-    let Ok(url) = std::env::var("FACELAB_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the PostgreSQL store tests, but FACELAB_TEST_POSTGRES is not set"
-        );
-        eprintln!("NOT RUN: set FACELAB_TEST_POSTGRES to a PostgreSQL server URL to run this test");
-        return None;
-    };
-    let name = format!(
-        "facelab_cli_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
-}
+use common::{facelab, fresh_database, shared, stdout_of};
 
 /// The notebook's dataset and a centroid experiment on it (trains in well under a second).
 fn seed_workspace_with_centroid_experiment() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 
 use facelab::backbone::weights::{self, WeightsRequest};
@@ -141,4 +143,31 @@ pub fn spawn_facelab(workspace: &Path, args: &[&str]) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A fresh database on the PostgreSQL test server (`FACELAB_TEST_POSTGRES`), and its URL.
+/// Without a server the caller's test says loudly that it did not run, and fails under CI.
+pub fn fresh_database() -> Option<String> {
+    let Ok(url) = std::env::var("FACELAB_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL store tests, but FACELAB_TEST_POSTGRES is not set"
+        );
+        eprintln!("NOT RUN: set FACELAB_TEST_POSTGRES to a PostgreSQL server URL to run this test");
+        return None;
+    };
+    let name = format!(
+        "facelab_cli_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
 }
