@@ -1,6 +1,8 @@
 //! Benchmarks the CLI exposes as `facelab bench`: each reports a median over timed runs after
 //! warm-up, so they can be compared with the ONNX Runtime anchor measured in the same session.
 
+pub mod store;
+
 use std::time::Instant;
 
 use crate::backbone::Backbone;

@@ -1,9 +1,12 @@
 //! The binary on a PostgreSQL store (`--store URL`): a run trained, listed, shown and used for
-//! prediction, with nothing written to the workspace's `facelab.db`. Needs a server:
+//! prediction, with nothing written to the workspace's `facelab.db`; and sweep workers
+//! (`workers`). Needs a server:
 //! `FACELAB_TEST_POSTGRES` (`.ci/run` starts one); without it the test says loudly that it did
 //! not run, and fails under CI.
 
 mod common;
+#[path = "store_postgres/workers.rs"]
+mod workers;
 
 use common::{facelab, fresh_database, shared, stdout_of};
 

@@ -13,6 +13,23 @@ use super::Context;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// The store as a work queue: trials claimed and recorded per second (run, epochs,
+    /// heartbeat, confusion matrix, head, completion; no training) by 1, 2 and 4 workers, each
+    /// with its own connection, in a throwaway schema of the --store server (or a temporary
+    /// SQLite file without --store).
+    Store {
+        #[arg(long, num_args = 1.., default_values_t = [1, 2, 4])]
+        workers: Vec<usize>,
+        /// Trials per measurement.
+        #[arg(long, default_value_t = 400)]
+        trials: usize,
+        /// Epochs each trial records.
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        /// Bytes of each trial's head (a linear head over 1280 features for 4 people: 20 KB).
+        #[arg(long, default_value_t = 20_688)]
+        head_bytes: usize,
+    },
     /// MobileNetV2 features: ms/image at each batch size (median after warm-up).
     Backbone {
         /// Batch sizes to time.
@@ -174,6 +191,34 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             );
         }
         BenchCommand::Sweep { sweep, trials } => bench_sweep(ctx, &sweep, trials)?,
+        BenchCommand::Store {
+            workers,
+            trials,
+            epochs,
+            head_bytes,
+        } => {
+            let location = ctx.workspace.store_location();
+            let url = facelab::store::is_server_url(&location).then_some(location.as_str());
+            let shown = url.map_or(
+                "a temporary SQLite file".into(),
+                facelab::store::redacted_url,
+            );
+            let shape = bench::store::TrialShape {
+                epochs,
+                classes: 4,
+                head_bytes,
+            };
+            for w in workers {
+                let r = bench::store::store_throughput(url, w.max(1), trials.max(1), shape)?;
+                println!(
+                    "facelab store workers={} trials={} epochs/trial={epochs} head={head_bytes} B on {shown}: {:.1} trials claimed+recorded per second ({:.1} ms per trial per worker)",
+                    r.workers,
+                    r.trials,
+                    r.trials_per_second(),
+                    1000.0 * r.seconds * r.workers as f64 / r.trials as f64
+                );
+            }
+        }
         BenchCommand::Train {
             hidden,
             classes,

@@ -109,6 +109,23 @@ impl RunStore {
         matches!(self.db, Db::Postgres { .. })
     }
 
+    /// Drops the schema this store's tables live in, with everything in it (a throwaway
+    /// schema of a benchmark); refuses the default `public` schema; nothing on SQLite.
+    pub fn drop_own_schema(&self) -> Result<()> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let schema = self.rows("SELECT current_schema()", &[])?[0].text(0);
+        if schema == "public" || schema.is_empty() {
+            return Err(Error::InvalidArgument(
+                "refusing to drop the public schema".into(),
+            ));
+        }
+        self.db
+            .batch(&format!("DROP SCHEMA {schema} CASCADE"))
+            .map_err(self.err())
+    }
+
     /// A private in-memory store (tests).
     pub fn open_in_memory() -> Result<Self> {
         let path = Path::new(":memory:");

@@ -6,15 +6,13 @@
 //! `FACELAB_TEST_POSTGRES` (`.ci/run` starts a server); without it the test says loudly that it
 //! did not run, and fails under CI.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::tmux::{tmux, Session};
-use common::{copy_dir, facelab, fresh_database, shared, stdout_of, weights_path};
+use super::common::tmux::{tmux, Session};
+use super::common::{copy_dir, facelab, fresh_database, shared, stdout_of, weights_path};
 
 const TRIALS: usize = 24;
 const GRACE_SECONDS: &str = "3";
@@ -196,4 +194,59 @@ fn four_workers_finish_every_trial_once_though_one_is_killed_mid_trial() {
     let screen = tui.wait_for(&format!(" runs {TRIALS} "));
     assert!(!screen.to_lowercase().contains("error"), "{screen}");
     tui.quit();
+}
+
+#[test]
+fn a_worker_whose_dataset_differs_refuses_the_sweep() {
+    let Some(url) = fresh_database() else { return };
+    let ws = workspace_with_sweep();
+    let queued = stdout_of(facelab(ws.path()).env("FACELAB_STORE", &url).args([
+        "sweep",
+        "experiments/sweeps/many.yaml",
+        "--queue-only",
+    ]));
+    let sweep_id = queued
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':');
+    // Another machine, where one training image differs.
+    let elsewhere = workspace_with_sweep();
+    let person = elsewhere.path().join("facedata/train/s01");
+    let image = std::fs::read_dir(&person)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(
+        shared()
+            .join("facedata/seed/test/s02")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        &image,
+    )
+    .unwrap();
+    let out = facelab(elsewhere.path())
+        .env("FACELAB_STORE", &url)
+        .args(["worker", "--sweep", sweep_id, "--idle-exit", "1"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(sweep_id) && stderr.contains("content hash") && stderr.contains("facedata"),
+        "{stderr}"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let claimed: i64 = db
+        .query_one("SELECT COUNT(*) FROM trials WHERE state <> 'queued'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed, 0, "a refused sweep's trials stay queued");
 }
