@@ -334,3 +334,40 @@ fn every_bad_sweep_fixture_exits_2_naming_file_line_and_key() {
         "no bad sweep is recorded"
     );
 }
+
+/// The job launchers' files (deploy/) start `facelab worker` with options the binary accepts:
+/// each command, as written, runs here against an empty workspace and stops after no trials.
+#[test]
+fn the_slurm_and_kubernetes_files_start_a_worker_the_binary_accepts() {
+    let deploy = common::repo_root().join("deploy");
+    let manifest: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(deploy.join("kubernetes-workers.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["spec"]["completionMode"].as_str(), Some("Indexed"));
+    let container = &manifest["spec"]["template"]["spec"]["containers"][0];
+    assert!(container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"].as_str() == Some("FACELAB_STORE")));
+    let k8s: Vec<String> = container["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let script = std::fs::read_to_string(deploy.join("slurm-workers.sh")).unwrap();
+    let slurm: Vec<String> = script
+        .lines()
+        .find_map(|l| l.strip_prefix("exec facelab "))
+        .expect("the script ends by exec'ing facelab")
+        .split_whitespace()
+        .map(|w| w.replace("\"$task_ws\"", "."))
+        .collect();
+    for args in [&k8s[1..], &slurm[..]] {
+        let ws = tempfile::tempdir().unwrap();
+        let out = stdout_of(facelab(ws.path()).args(args).args(["--max-trials", "0"]));
+        assert!(out.contains("0 trials run"), "{args:?}: {out}");
+    }
+}
