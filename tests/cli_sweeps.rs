@@ -339,7 +339,7 @@ fn every_bad_sweep_fixture_exits_2_naming_file_line_and_key() {
 /// each command, as written, runs here against an empty workspace and stops after no trials.
 #[test]
 fn the_slurm_and_kubernetes_files_start_a_worker_the_binary_accepts() {
-    let deploy = common::repo_root().join("deploy");
+    let deploy = repo_root().join("deploy");
     let manifest: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(deploy.join("kubernetes-workers.yaml")).unwrap(),
     )
