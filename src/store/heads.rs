@@ -1,6 +1,6 @@
 //! Trained heads kept in the store (`head.safetensors` and `head.json` of a run), so a run
 //! trained on one machine can predict on any machine that reaches a shared store. A dense
-//! [1024, 512] head is about 7.3 MB; a centroid head of 40 people about 6.8 MB.
+//! [1024, 512] head over 40 people is 7.4 MB; a centroid head of 40 people 6.8 MB.
 
 use super::db::args;
 use super::RunStore;
