@@ -73,6 +73,53 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Live recognition's speed over a folder of frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecognizeBench {
+    pub frames: usize,
+    pub faces: usize,
+    /// Medians over the timed frames, milliseconds.
+    pub ms_per_frame: f64,
+    pub ms_detect: f64,
+    pub ms_features: f64,
+    pub ms_naming: f64,
+}
+
+/// Times `recognizer` on `frames` for `rounds` passes after one warm-up pass; each frame's
+/// time and phases are medians over every timed frame.
+pub fn recognize(
+    recognizer: &mut crate::recognize::Recognizer,
+    frames: &[image::RgbImage],
+    rounds: usize,
+) -> RecognizeBench {
+    for frame in frames {
+        recognizer.recognize(frame, "warm-up");
+    }
+    let mut totals = Vec::new();
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    let mut faces = 0;
+    for _ in 0..rounds.max(1) {
+        for frame in frames {
+            let start = Instant::now();
+            faces += recognizer.recognize(frame, "bench").faces.len();
+            totals.push(start.elapsed().as_secs_f64() * 1000.0);
+            let t = recognizer.timing;
+            for (phase, seconds) in phases.iter_mut().zip([t.detect, t.features, t.naming]) {
+                phase.push(seconds * 1000.0);
+            }
+        }
+    }
+    let [detect, features, naming] = phases.map(|mut p| median(&mut p));
+    RecognizeBench {
+        frames: totals.len(),
+        faces,
+        ms_per_frame: median(&mut totals),
+        ms_detect: detect,
+        ms_features: features,
+        ms_naming: naming,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

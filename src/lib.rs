@@ -29,6 +29,7 @@ pub mod net;
 pub mod paths;
 pub mod predict;
 pub mod progress;
+pub mod recognize;
 pub mod run;
 pub mod store;
 pub mod sweep;

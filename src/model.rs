@@ -54,6 +54,23 @@ pub struct TrainedHead {
 }
 
 impl TrainedHead {
+    /// A linear head over `classes` made-up people with random weights, for benchmarks that
+    /// need a head but not its answers.
+    pub fn random_for_bench(weights_sha256: &str, classes: usize) -> Self {
+        TrainedHead {
+            params: HeadParams::init(FEATURE_DIM, &[], classes, 7),
+            meta: HeadMeta {
+                classes: (1..=classes).map(|c| format!("s{c:02}")).collect(),
+                labels: (1..=classes).map(|c| format!("s{c:02}")).collect(),
+                resize: ResizeMode::Squash,
+                l2_normalize: true,
+                weights_sha256: weights_sha256.to_owned(),
+                flip_average: false,
+                open_set: None,
+            },
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
         let meta_text = read_text_limited(&meta_path, limits::TEXT)?;

@@ -1,7 +1,10 @@
 //! Face detection and capture through the binary: a capture session over a folder source with
-//! every gate exercised, imports, dataset stats, and bad person names.
+//! every gate exercised, imports, dataset stats, and bad person names; live recognition
+//! (`recognize`).
 
 mod common;
+#[path = "cli_capture/recognize.rs"]
+mod recognize;
 
 use std::path::Path;
 

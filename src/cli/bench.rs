@@ -13,6 +13,22 @@ use super::Context;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Live recognition over the images of DIR as frames: median ms per frame with each
+    /// phase (detection, crops + backbone, head + tracking) and frames per second, with RUN's
+    /// head (default: a linear head over 4 people with random weights; the head's cost is
+    /// negligible either way). Threads: RAYON_NUM_THREADS (default: every core).
+    Recognize {
+        dir: PathBuf,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, default_value_t = 80)]
+        min_size: u32,
+        /// Timed passes over the folder.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        cascade: Option<PathBuf>,
+    },
     /// The store as a work queue: trials claimed and recorded per second (run, epochs,
     /// heartbeat, confusion matrix, head, completion; no training) by 1, 2 and 4 workers, each
     /// with its own connection, in a throwaway schema of the --store server (or a temporary
@@ -191,6 +207,20 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
             );
         }
         BenchCommand::Sweep { sweep, trials } => bench_sweep(ctx, &sweep, trials)?,
+        BenchCommand::Recognize {
+            dir,
+            run,
+            min_size,
+            rounds,
+            cascade,
+        } => bench_recognize(
+            ctx,
+            &dir,
+            run.as_deref(),
+            min_size,
+            rounds,
+            cascade.as_deref(),
+        )?,
         BenchCommand::Store {
             workers,
             trials,
@@ -332,6 +362,53 @@ fn bench_sweep(ctx: &Context, path: &Path, trials: Option<usize>) -> anyhow::Res
         ran.len(),
         outcome.prepare_seconds,
         bench::median(&mut overhead),
+    );
+    Ok(())
+}
+
+fn bench_recognize(
+    ctx: &Context,
+    dir: &Path,
+    run: Option<&str>,
+    min_size: u32,
+    rounds: usize,
+    cascade: Option<&Path>,
+) -> anyhow::Result<()> {
+    use facelab::capture::cascade::{obtain_face_cascade, Cascade};
+    let backbone = ctx.backbone()?;
+    let head = match run {
+        Some(id) => {
+            let store = facelab::run::open_store(&ctx.workspace)?;
+            let record = store.run(id)?;
+            facelab::run::load_head(&store, &ctx.workspace, &record.id)?
+        }
+        None => facelab::model::TrainedHead::random_for_bench(backbone.weights_sha256(), 4),
+    };
+    let cascade = Cascade::load(&obtain_face_cascade(cascade, &ctx.workspace.models_dir())?)?;
+    let frames: Vec<image::RgbImage> = facelab::dataset::list_images(dir)?
+        .images
+        .iter()
+        .filter_map(|p| facelab::image_prep::load(p).ok())
+        .collect();
+    anyhow::ensure!(
+        !frames.is_empty(),
+        "no readable images under {}",
+        dir.display()
+    );
+    let mut recognizer =
+        facelab::recognize::Recognizer::new(cascade, &backbone, head, None, min_size)?;
+    let r = bench::recognize(&mut recognizer, &frames, rounds);
+    let (w, h) = frames[0].dimensions();
+    println!(
+        "facelab recognize threads={} frames={} ({w}x{h} first) faces/frame={:.2} min_size={min_size}: {:.2} ms/frame median = {:.1} frames/s (detect {:.2}, crops + backbone {:.2}, head + tracking {:.3})",
+        rayon::current_num_threads(),
+        r.frames,
+        r.faces as f64 / r.frames as f64,
+        r.ms_per_frame,
+        1000.0 / r.ms_per_frame,
+        r.ms_detect,
+        r.ms_features,
+        r.ms_naming
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ mod embed;
 mod features;
 mod predict;
 mod progress;
+mod recognize;
 mod runs;
 mod status;
 mod store;
@@ -175,6 +176,33 @@ enum Command {
         /// threshold (a probability, or a cosine for cosine and centroid heads).
         #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = finite_score)]
         threshold: Option<f64>,
+    },
+    /// Name faces live: detect faces in each frame of a camera or a folder of photos, name
+    /// them with a run's head (unknown below its threshold), follow them as tracks.
+    Recognize {
+        run: String,
+        /// camera:N (a webcam) or dir:PATH (the images of a folder in name order, as frames).
+        #[arg(long, default_value = "camera:0")]
+        source: facelab::capture::source::SourceSpec,
+        /// One JSON object per frame: {"frame", "source", "faces": [{"box": [x, y, w, h],
+        /// "predicted", "label", "confidence", "unknown", "track"}]}.
+        #[arg(long)]
+        json: bool,
+        /// At most this many frames per second.
+        #[arg(long, value_parser = frames_per_second)]
+        fps: Option<f64>,
+        /// Smallest face side looked for, in pixels (a capture session's default).
+        #[arg(long, default_value_t = 80)]
+        min_size: u32,
+        /// Start a folder over when its images are used up (until Ctrl-C).
+        #[arg(long = "loop")]
+        repeat: bool,
+        /// Call a face unknown below this acceptance score instead of the run's threshold.
+        #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = finite_score)]
+        threshold: Option<f64>,
+        /// OpenCV's face cascade XML, if not the installed one.
+        #[arg(long)]
+        cascade: Option<PathBuf>,
     },
     /// Delete runs: their records and saved heads. A run still training is refused.
     Rm {
@@ -363,6 +391,28 @@ pub fn run() -> anyhow::Result<ExitCode> {
             annotate.as_deref(),
             threshold,
         ),
+        Command::Recognize {
+            run,
+            source,
+            json,
+            fps,
+            min_size,
+            repeat,
+            threshold,
+            cascade,
+        } => recognize::run(
+            &context,
+            recognize::RecognizeArgs {
+                run,
+                source,
+                json,
+                fps,
+                min_size,
+                repeat,
+                threshold,
+                cascade,
+            },
+        ),
         Command::Rm { runs: ids, yes } => runs::remove(&context, &ids, yes),
         Command::Capture {
             person,
@@ -455,12 +505,21 @@ fn finite_score(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A duration in seconds: a positive, finite number.
+/// A duration in seconds: a positive number (at most 10^7, so it always makes a Duration).
 fn seconds(text: &str) -> Result<f64, String> {
+    positive_number(text, "a number of seconds", "60")
+}
+
+/// A `--fps`: a positive rate.
+fn frames_per_second(text: &str) -> Result<f64, String> {
+    positive_number(text, "a frame rate", "15")
+}
+
+fn positive_number(text: &str, what: &str, example: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 1e7 => Ok(v),
         _ => Err(format!(
-            "'{text}' is not a number of seconds; give a positive number such as 60"
+            "'{text}' is not {what}; give a positive number such as {example}"
         )),
     }
 }

@@ -1,0 +1,96 @@
+//! `facelab recognize RUN --source camera:N|dir:PATH`: names over faces, frame after frame, as
+//! one JSON object per line (`--json`) or one text line per frame. Ctrl-C stops after the
+//! frame in hand, so the output never ends in half a line.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use facelab::capture::cascade::{obtain_face_cascade, Cascade};
+use facelab::capture::source::SourceSpec;
+use facelab::recognize::{stream, FrameResult, Recognizer, StreamOptions};
+use facelab::run::{load_head, open_store};
+
+use super::Context;
+
+/// The subcommand's options, as given.
+pub struct RecognizeArgs {
+    pub run: String,
+    pub source: SourceSpec,
+    pub json: bool,
+    pub fps: Option<f64>,
+    pub min_size: u32,
+    pub repeat: bool,
+    pub threshold: Option<f64>,
+    pub cascade: Option<std::path::PathBuf>,
+}
+
+pub fn run(ctx: &Context, args: RecognizeArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&ctx.workspace)?;
+    let record = store.run(&args.run)?;
+    let head = load_head(&store, &ctx.workspace, &record.id)?;
+    drop(store);
+    let cascade = Cascade::load(&obtain_face_cascade(
+        args.cascade.as_deref(),
+        &ctx.workspace.models_dir(),
+    )?)?;
+    let backbone = ctx.backbone()?;
+    let mut recognizer = Recognizer::new(cascade, &backbone, head, args.threshold, args.min_size)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+    let mut out = std::io::stdout().lock();
+    let options = StreamOptions {
+        fps: args.fps,
+        repeat: args.repeat,
+    };
+    let mut failed_write = None;
+    let frames = stream(&args.source, &mut recognizer, options, |_, result| {
+        let line = if args.json {
+            serde_json::to_string(&result).expect("results serialise")
+        } else {
+            text_line(&result)
+        };
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            // A closed pipe (`| head`) ends the stream quietly; other errors are reported.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                failed_write = Some(e);
+            }
+            return false;
+        }
+        !stop.load(Ordering::Relaxed)
+    })?;
+    if let Some(e) = failed_write {
+        return Err(e.into());
+    }
+    eprintln!("{frames} frames from {}", args.source);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One frame as a text line: each face's name (or unknown), confidence, box and track.
+fn text_line(result: &FrameResult) -> String {
+    let faces: Vec<String> = result
+        .faces
+        .iter()
+        .map(|f| {
+            let [x, y, w, h] = f.rect;
+            format!(
+                "{} {:.2} at {x},{y} {w}x{h} (track {})",
+                crate::text::clean(f.label.as_deref().unwrap_or("unknown")),
+                f.confidence,
+                f.track
+            )
+        })
+        .collect();
+    format!(
+        "frame {} {}: {}",
+        result.frame,
+        crate::text::clean(&result.source),
+        if faces.is_empty() {
+            "no face".to_owned()
+        } else {
+            faces.join("; ")
+        }
+    )
+}
