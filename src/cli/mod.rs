@@ -179,31 +179,7 @@ enum Command {
     },
     /// Name faces live: detect faces in each frame of a camera or a folder of photos, name
     /// them with a run's head (unknown below its threshold), follow them as tracks.
-    Recognize {
-        run: String,
-        /// camera:N (a webcam) or dir:PATH (the images of a folder in name order, as frames).
-        #[arg(long, default_value = "camera:0")]
-        source: facelab::capture::source::SourceSpec,
-        /// One JSON object per frame: {"frame", "source", "faces": [{"box": [x, y, w, h],
-        /// "predicted", "label", "confidence", "unknown", "track"}]}.
-        #[arg(long)]
-        json: bool,
-        /// At most this many frames per second.
-        #[arg(long, value_parser = frames_per_second)]
-        fps: Option<f64>,
-        /// Smallest face side looked for, in pixels (a capture session's default).
-        #[arg(long, default_value_t = 80)]
-        min_size: u32,
-        /// Start a folder over when its images are used up (until Ctrl-C).
-        #[arg(long = "loop")]
-        repeat: bool,
-        /// Call a face unknown below this acceptance score instead of the run's threshold.
-        #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = finite_score)]
-        threshold: Option<f64>,
-        /// OpenCV's face cascade XML, if not the installed one.
-        #[arg(long)]
-        cascade: Option<PathBuf>,
-    },
+    Recognize(recognize::RecognizeArgs),
     /// Delete runs: their records and saved heads. A run still training is refused.
     Rm {
         #[arg(required = true)]
@@ -272,21 +248,7 @@ enum Command {
     },
     /// Claim queued sweep trials from the store and run them, one at a time, until stopped
     /// (start any number, on any machines that share the --store and the dataset).
-    Worker {
-        /// Only this sweep (an id or prefix; `facelab sweeps` lists them).
-        #[arg(long)]
-        sweep: Option<String>,
-        /// Stop after running this many trials.
-        #[arg(long, value_name = "N")]
-        max_trials: Option<usize>,
-        /// Stop after this many seconds with nothing to claim and no trial running elsewhere.
-        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
-        idle_exit: Option<f64>,
-        /// Seconds a running trial's heartbeat may be silent before another worker takes it
-        /// over (its worker presumed dead); heartbeats are sent every quarter of this.
-        #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
-        grace: f64,
-    },
+    Worker(worker::WorkerArgs),
     /// List sweeps with their progress and best figure.
     Sweeps {
         /// One JSON array of sweep objects (id, name, status, finished_trials, total_trials, ...).
@@ -350,20 +312,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             queue_only: true,
             ..
         } => worker::enqueue(&context, &file),
-        Command::Worker {
-            sweep,
-            max_trials,
-            idle_exit,
-            grace,
-        } => worker::run(
-            &context,
-            worker::WorkerArgs {
-                sweep,
-                max_trials,
-                idle_exit,
-                grace,
-            },
-        ),
+        Command::Worker(args) => worker::run(&context, args),
         Command::Sweep { file, what, .. } => match (file, what) {
             (_, Some(SweepCommand::Show { sweep: id, json, csv })) => {
                 sweep::show(&context, &id, runs::Format::from_flags(json, csv))
@@ -391,28 +340,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             annotate.as_deref(),
             threshold,
         ),
-        Command::Recognize {
-            run,
-            source,
-            json,
-            fps,
-            min_size,
-            repeat,
-            threshold,
-            cascade,
-        } => recognize::run(
-            &context,
-            recognize::RecognizeArgs {
-                run,
-                source,
-                json,
-                fps,
-                min_size,
-                repeat,
-                threshold,
-                cascade,
-            },
-        ),
+        Command::Recognize(args) => recognize::run(&context, args),
         Command::Rm { runs: ids, yes } => runs::remove(&context, &ids, yes),
         Command::Capture {
             person,
@@ -496,7 +424,7 @@ impl Context {
 }
 
 /// A `--threshold`: a finite number.
-fn finite_score(text: &str) -> Result<f64, String> {
+pub(crate) fn finite_score(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!(
@@ -506,12 +434,12 @@ fn finite_score(text: &str) -> Result<f64, String> {
 }
 
 /// A duration in seconds: a positive number (at most 10^7, so it always makes a Duration).
-fn seconds(text: &str) -> Result<f64, String> {
+pub(crate) fn seconds(text: &str) -> Result<f64, String> {
     positive_number(text, "a number of seconds", "60")
 }
 
 /// A `--fps`: a positive rate.
-fn frames_per_second(text: &str) -> Result<f64, String> {
+pub(crate) fn frames_per_second(text: &str) -> Result<f64, String> {
     positive_number(text, "a frame rate", "15")
 }
 

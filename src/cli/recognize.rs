@@ -14,16 +14,32 @@ use facelab::run::{load_head, open_store};
 
 use super::Context;
 
-/// The subcommand's options, as given.
+/// `facelab recognize`'s options.
+#[derive(clap::Args)]
 pub struct RecognizeArgs {
-    pub run: String,
-    pub source: SourceSpec,
-    pub json: bool,
-    pub fps: Option<f64>,
-    pub min_size: u32,
-    pub repeat: bool,
-    pub threshold: Option<f64>,
-    pub cascade: Option<std::path::PathBuf>,
+    run: String,
+    /// camera:N (a webcam) or dir:PATH (the images of a folder in name order, as frames).
+    #[arg(long, default_value = "camera:0")]
+    source: SourceSpec,
+    /// One JSON object per frame: {"frame", "source", "faces": [{"box": [x, y, w, h],
+    /// "predicted", "label", "confidence", "unknown", "track"}]}.
+    #[arg(long)]
+    json: bool,
+    /// At most this many frames per second.
+    #[arg(long, value_parser = super::frames_per_second)]
+    fps: Option<f64>,
+    /// Smallest face side looked for, in pixels (a capture session's default).
+    #[arg(long, default_value_t = 80)]
+    min_size: u32,
+    /// Start a folder over when its images are used up (until Ctrl-C).
+    #[arg(long = "loop")]
+    repeat: bool,
+    /// Call a face unknown below this acceptance score instead of the run's threshold.
+    #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = super::finite_score)]
+    threshold: Option<f64>,
+    /// OpenCV's face cascade XML, if not the installed one.
+    #[arg(long)]
+    cascade: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Context, args: RecognizeArgs) -> anyhow::Result<ExitCode> {

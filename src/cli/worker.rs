@@ -42,12 +42,22 @@ pub fn enqueue(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `worker` subcommand's options, as given.
+/// `facelab worker`'s options.
+#[derive(clap::Args)]
 pub struct WorkerArgs {
-    pub sweep: Option<String>,
-    pub max_trials: Option<usize>,
-    pub idle_exit: Option<f64>,
-    pub grace: f64,
+    /// Only this sweep (an id or prefix; `facelab sweeps` lists them).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// Stop after running this many trials.
+    #[arg(long, value_name = "N")]
+    max_trials: Option<usize>,
+    /// Stop after this many seconds with nothing to claim and no trial running elsewhere.
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds)]
+    idle_exit: Option<f64>,
+    /// Seconds a running trial's heartbeat may be silent before another worker takes it over
+    /// (its worker presumed dead); heartbeats are sent every quarter of this.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = super::seconds)]
+    grace: f64,
 }
 
 /// Claims and runs trials until the queue is idle for `--idle-exit` or `--max-trials` ran.
