@@ -20,6 +20,9 @@ use crate::sweep::{run_sweep, Sweep, SweepEvents, SweepOutcome, TrialOutcome};
 use crate::train::EpochMetrics;
 use crate::workspace::Workspace;
 
+mod recognize;
+pub use recognize::{spawn_recognition, RecognizeControl, RecognizeEvent, RecognizeJob};
+
 /// What a background training run reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent {
@@ -375,33 +378,54 @@ fn preview_with_box(
     frame: &image::RgbImage,
     face: Option<crate::capture::cascade::Rect>,
 ) -> image::RgbImage {
+    let red = image::Rgb([255, 40, 40]);
+    let boxes: Vec<_> = face.into_iter().map(|f| (f, red)).collect();
+    preview_with_boxes(frame, &boxes)
+}
+
+/// The frame scaled to the preview width with each box drawn, 2 px wide, in its colour.
+pub(crate) fn preview_with_boxes(
+    frame: &image::RgbImage,
+    boxes: &[(crate::capture::cascade::Rect, image::Rgb<u8>)],
+) -> image::RgbImage {
     let scale = (PREVIEW_WIDTH as f64 / frame.width() as f64).min(1.0);
     let (w, h) = (
         ((frame.width() as f64) * scale).round().max(1.0) as u32,
         ((frame.height() as f64) * scale).round().max(1.0) as u32,
     );
     let mut preview = image::imageops::resize(frame, w, h, image::imageops::FilterType::Triangle);
-    if let Some(f) = face {
+    for &(f, colour) in boxes {
         let s = |v: i32| (v as f64 * scale).round() as i64;
-        let (x0, y0, x1, y1) = (s(f.x), s(f.y), s(f.x + f.width) - 1, s(f.y + f.height) - 1);
-        let red = image::Rgb([255, 40, 40]);
-        let mut put = |x: i64, y: i64| {
-            if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
-                preview.put_pixel(x as u32, y as u32, red);
-            }
-        };
-        for t in 0..2 {
-            for x in x0..=x1 {
-                put(x, y0 + t);
-                put(x, y1 - t);
-            }
-            for y in y0..=y1 {
-                put(x0 + t, y);
-                put(x1 - t, y);
-            }
-        }
+        let corners = (s(f.x), s(f.y), s(f.x + f.width) - 1, s(f.y + f.height) - 1);
+        draw_frame(&mut preview, corners, colour, 2);
     }
     preview
+}
+
+/// An outline `thickness` px wide, inside the corners `(x0, y0, x1, y1)` (inclusive), clipped
+/// to the image.
+pub(crate) fn draw_frame(
+    image: &mut image::RgbImage,
+    (x0, y0, x1, y1): (i64, i64, i64, i64),
+    colour: image::Rgb<u8>,
+    thickness: i64,
+) {
+    let (w, h) = (i64::from(image.width()), i64::from(image.height()));
+    let mut put = |x: i64, y: i64| {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            image.put_pixel(x as u32, y as u32, colour);
+        }
+    };
+    for t in 0..thickness {
+        for x in x0..=x1 {
+            put(x, y0 + t);
+            put(x, y1 - t);
+        }
+        for y in y0..=y1 {
+            put(x0 + t, y);
+            put(x1 - t, y);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -191,6 +191,11 @@ fn annotate_to(prediction: &Prediction, out: &Path) -> Result<()> {
         prediction.confidence * 100.0
     );
     draw_label(&mut image, &text);
+    save_png(&image, out)
+}
+
+/// Writes `image` as a PNG at `out` (folders made as needed), atomically.
+pub fn save_png(image: &RgbImage, out: &Path) -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }

@@ -244,3 +244,46 @@ fn a_sweep_started_from_experiments_fills_the_sweeps_screen() {
     session.wait_for("run · config");
     session.quit();
 }
+
+/// The Recognize screen on a folder of photos: it starts with the run selected on the Runs
+/// screen, shows a name in the "in view" list and the picture, pauses, saves the frame
+/// annotated, stops on Esc and quits with the terminal restored.
+#[test]
+fn recognize_plays_a_folder_shows_a_name_pauses_saves_and_quits() {
+    let ws = two_people_workspace();
+    let run = train(ws.path(), 3);
+    let photos = shared().join("facedata/seed/test/s01");
+    let session = Session::start("facelab-recognize", ws.path());
+    session.wait_for(&run);
+    session.keys(&["Tab", "Tab", "Tab", "Tab", "Tab"]);
+    session.wait_for(&format!("run     {run}"));
+    session.keys(&["o"]);
+    session.type_text(&format!("dir:{}", photos.display()));
+    session.keys(&["Enter"]);
+    session.wait_for("source  dir:");
+    session.keys(&["Enter"]);
+    let live = session.wait_for("track 1");
+    assert!(
+        live.contains("■ s01") || live.contains("■ s02") || live.contains("■ unknown"),
+        "a face named in the list:\n{live}"
+    );
+    assert!(
+        live.contains('▀') || live.contains('▄'),
+        "the picture:\n{live}"
+    );
+    session.keys(&["Space"]);
+    session.wait_for("paused (Space resumes)");
+    session.keys(&["s"]);
+    session.wait_for("saved ");
+    let saved: Vec<_> = std::fs::read_dir(ws.path().join("recognized"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        saved.len() == 1 && saved[0].starts_with(&run) && saved[0].ends_with(".png"),
+        "{saved:?}"
+    );
+    session.keys(&["Escape"]);
+    session.wait_for("stopped after");
+    session.quit();
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facelab::capture::source::SourceSpec;
-use facelab::jobs::{self, guarded, CancelHandle, CaptureControl};
+use facelab::jobs::{self, guarded, CancelHandle, CaptureControl, RecognizeControl};
 use facelab::run::{delete_run, mark_dead_runs, open_store, test_images};
 use facelab::store::RunStore;
 use facelab::sweep::report::SweepReport;
@@ -109,6 +109,7 @@ fn event_loop(
         job: None,
         sweep: None,
         capture: None,
+        recognize: None,
     };
     let mut app = App::default();
     runtime.execute(Command::LoadRuns);
@@ -153,6 +154,9 @@ fn event_loop(
             }
             if let Some(capture) = &runtime.capture {
                 let _ = capture.send(CaptureControl::Stop);
+            }
+            if let Some(recognize) = &runtime.recognize {
+                let _ = recognize.send(RecognizeControl::Stop);
             }
             return Ok(());
         }
@@ -264,6 +268,7 @@ struct Runtime {
     job: Option<CancelHandle>,
     sweep: Option<CancelHandle>,
     capture: Option<Sender<CaptureControl>>,
+    recognize: Option<Sender<RecognizeControl>>,
 }
 
 impl Runtime {
@@ -294,6 +299,17 @@ impl Runtime {
             Command::Capture(control) => {
                 if let Some(capture) = &self.capture {
                     let _ = capture.send(control);
+                }
+            }
+            Command::StartRecognize { run, source } => {
+                let job =
+                    jobs::spawn_recognition(self.ws.clone(), run, source, self.weights.clone());
+                self.recognize = Some(job.control);
+                forward(job.events, self.tx.clone(), Msg::Recognize);
+            }
+            Command::Recognize(control) => {
+                if let Some(recognize) = &self.recognize {
+                    let _ = recognize.send(control);
                 }
             }
             Command::Predict(run_id, image) => {

@@ -65,17 +65,6 @@ impl CaptureState {
         }
     }
 
-    /// A typed source, checked before it replaces the current one.
-    pub fn set_source(&mut self, text: &str) -> Reaction {
-        match text.parse() {
-            Ok(spec) => {
-                self.source = spec;
-                Reaction::default()
-            }
-            Err(e) => Reaction::status(e.to_string()),
-        }
-    }
-
     pub fn on_key(&mut self, key: KeyEvent) -> Reaction {
         let control = |c| Reaction::command(Command::Capture(c));
         match key.code {

@@ -10,6 +10,7 @@
 mod capture;
 pub mod experiments;
 mod predict;
+mod recognize;
 mod runs;
 pub mod sweeps;
 #[cfg(test)]
@@ -19,7 +20,9 @@ mod text_input;
 use std::path::PathBuf;
 
 use facelab::capture::source::SourceSpec;
-use facelab::jobs::{CaptureControl, CaptureEvent, SweepEvent, TrainEvent};
+use facelab::jobs::{
+    CaptureControl, CaptureEvent, RecognizeControl, RecognizeEvent, SweepEvent, TrainEvent,
+};
 use facelab::predict::Prediction;
 use facelab::store::{RunRecord, StoredConfusion};
 use facelab::sweep::report::SweepReport;
@@ -30,6 +33,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 pub use capture::CaptureState;
 pub use experiments::ExperimentsState;
 pub use predict::PredictState;
+pub use recognize::RecognizeState;
 pub use runs::RunsState;
 pub use sweeps::SweepsState;
 pub use text_input::TextInput;
@@ -44,6 +48,7 @@ pub enum Screen {
     Sweeps,
     Predict,
     Capture,
+    Recognize,
 }
 
 /// A run opened on the detail screen.
@@ -72,6 +77,7 @@ pub enum Field {
     ImagePath,
     Person,
     Source,
+    RecognizeSource,
 }
 
 impl Field {
@@ -82,7 +88,7 @@ impl Field {
             Field::Notes(_) => "notes: ",
             Field::ImagePath => "image path: ",
             Field::Person => "person: ",
-            Field::Source => "source (camera:N or dir:PATH): ",
+            Field::Source | Field::RecognizeSource => "source (camera:N or dir:PATH): ",
         }
     }
 }
@@ -145,6 +151,7 @@ pub struct App {
     pub sweeps: SweepsState,
     pub predict: PredictState,
     pub capture: CaptureState,
+    pub recognize: RecognizeState,
     pub prompt: Option<Prompt>,
     pub show_help: bool,
     pub status: String,
@@ -165,6 +172,7 @@ impl Default for App {
             sweeps: SweepsState::default(),
             predict: PredictState::default(),
             capture: CaptureState::default(),
+            recognize: RecognizeState::default(),
             prompt: None,
             show_help: false,
             status: String::new(),
@@ -189,6 +197,7 @@ pub enum Msg {
     PredictImages(Vec<PathBuf>),
     Predicted(Result<Prediction, String>),
     Capture(CaptureEvent),
+    Recognize(RecognizeEvent),
     /// The editor closed on an experiment file: whether the file still checks out.
     Edited(PathBuf, Result<(), String>),
     /// The editor closed on a copy of a run's config (see [`Command::EditRerun`]).
@@ -223,6 +232,23 @@ pub enum Command {
         source: SourceSpec,
     },
     Capture(CaptureControl),
+    StartRecognize {
+        run: String,
+        source: SourceSpec,
+    },
+    Recognize(RecognizeControl),
+}
+
+/// A typed source (`camera:N` or `dir:PATH`), checked before it replaces `current`; a bad one
+/// leaves it and says why.
+fn set_source(current: &mut SourceSpec, text: &str) -> Reaction {
+    match text.parse() {
+        Ok(spec) => {
+            *current = spec;
+            Reaction::default()
+        }
+        Err(e) => Reaction::status(e.to_string()),
+    }
 }
 
 impl App {
@@ -259,6 +285,7 @@ impl App {
             Msg::PredictImages(images) => self.predict.images_listed(images),
             Msg::Predicted(result) => self.predict.predicted(result),
             Msg::Capture(event) => self.capture.on_event(event),
+            Msg::Recognize(event) => self.recognize.on_event(event),
             Msg::Edited(path, outcome) => {
                 self.status = match outcome {
                     Ok(()) => format!("{} saved; it checks out", path.display()),
@@ -298,6 +325,8 @@ impl App {
                 return Vec::new();
             }
             KeyCode::Tab => return self.next_tab(),
+            // Esc stops a running stream before it leaves the screen.
+            KeyCode::Esc if self.screen == Screen::Recognize && self.recognize.running => {}
             KeyCode::Esc if self.screen != Screen::Runs => {
                 self.screen = Screen::Runs;
                 return Vec::new();
@@ -316,6 +345,7 @@ impl App {
                 self.predict.on_key(key, self.ticks)
             }
             Screen::Capture => self.capture.on_key(key),
+            Screen::Recognize => self.recognize.on_key(key),
         };
         self.apply(reaction)
     }
@@ -400,7 +430,8 @@ impl App {
             Screen::Experiments => Screen::Sweeps,
             Screen::Sweeps => Screen::Predict,
             Screen::Predict => Screen::Capture,
-            Screen::Capture => Screen::Runs,
+            Screen::Capture => Screen::Recognize,
+            Screen::Recognize => Screen::Runs,
         };
         match self.screen {
             Screen::Experiments => vec![Command::ListExperiments],
@@ -408,6 +439,11 @@ impl App {
             Screen::Predict => {
                 let run = self.selected_run().map(|r| r.id.clone());
                 self.predict.enter(run)
+            }
+            Screen::Recognize => {
+                let run = self.selected_run().map(|r| r.id.clone());
+                self.recognize.enter(run);
+                Vec::new()
             }
             _ => Vec::new(),
         }
@@ -450,7 +486,8 @@ impl App {
                 self.capture.person = text.trim().to_owned();
                 Reaction::default()
             }
-            Field::Source => self.capture.set_source(text),
+            Field::Source => set_source(&mut self.capture.source, text),
+            Field::RecognizeSource => set_source(&mut self.recognize.source, text),
         };
         self.apply(reaction)
     }

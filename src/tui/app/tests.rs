@@ -137,6 +137,8 @@ fn tab_cycles_screens_and_asks_for_their_data() {
     app.update(key(KeyCode::Tab));
     assert_eq!(app.screen, Screen::Capture);
     app.update(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Recognize);
+    app.update(key(KeyCode::Tab));
     assert_eq!(app.screen, Screen::Runs);
 }
 
@@ -385,4 +387,60 @@ fn enter_on_a_sweep_file_starts_it_and_shows_it_filling_in() {
         app.update(key(KeyCode::Enter)),
         vec![Command::StartTraining("experiments/seed.yaml".into())]
     );
+}
+
+#[test]
+fn recognize_starts_with_the_selected_run_pauses_saves_and_esc_stops_before_leaving() {
+    let mut app = app_with_runs();
+    for _ in 0..5 {
+        app.update(key(KeyCode::Tab));
+    }
+    assert_eq!(app.screen, Screen::Recognize);
+    assert_eq!(app.recognize.run.as_deref(), Some("bbbb2222"));
+    app.update(key(KeyCode::Char('o')));
+    for c in "dir:frames".chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+    let typed = app.update(key(KeyCode::Backspace));
+    assert!(typed.is_empty());
+    app.update(key(KeyCode::Char('s')));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.recognize.source.to_string(), "dir:frames");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Command::StartRecognize {
+            run: "bbbb2222".into(),
+            source: "dir:frames".parse().unwrap(),
+        }]
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Char(' '))),
+        vec![Command::Recognize(RecognizeControl::Pause)]
+    );
+    assert!(app.recognize.paused);
+    assert_eq!(
+        app.update(key(KeyCode::Char('s'))),
+        vec![Command::Recognize(RecognizeControl::Save)]
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Esc)),
+        vec![Command::Recognize(RecognizeControl::Stop)]
+    );
+    assert_eq!(app.screen, Screen::Recognize, "Esc stops the stream first");
+    app.update(Msg::Recognize(RecognizeEvent::Finished(Ok(42))));
+    assert!(!app.recognize.running);
+    assert!(app.recognize.last.contains("42 frames"));
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.screen, Screen::Runs);
+}
+
+#[test]
+fn recognize_without_a_run_says_how_to_pick_one() {
+    let mut app = App {
+        screen: Screen::Recognize,
+        ..App::default()
+    };
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(app.status.contains("Runs screen"), "{}", app.status);
+    assert!(!app.recognize.running);
 }

@@ -7,6 +7,7 @@ mod compare;
 mod detail;
 mod experiments;
 mod predict;
+mod recognize;
 mod runs;
 mod sweeps;
 
@@ -38,6 +39,7 @@ pub fn render(frame: &mut Frame, app: &App, image: &mut ImageView) {
         Screen::Sweeps => sweeps::render(frame, app, body),
         Screen::Predict => predict::render(frame, app, body, image),
         Screen::Capture => capture::render(frame, app, body, image),
+        Screen::Recognize => recognize::render(frame, app, body, image),
     }
     render_footer(frame, app, footer);
     if app.show_help {
@@ -72,8 +74,16 @@ fn render_tabs(frame: &mut Frame, app: &App, area: Rect) {
         Screen::Sweeps => 2,
         Screen::Predict => 3,
         Screen::Capture => 4,
+        Screen::Recognize => 5,
     };
-    let titles = ["Runs", "Experiments", "Sweeps", "Predict", "Capture"];
+    let titles = [
+        "Runs",
+        "Experiments",
+        "Sweeps",
+        "Predict",
+        "Capture",
+        "Recognize",
+    ];
     let tabs = Tabs::new(titles)
         .select(selected)
         .highlight_style(
@@ -186,6 +196,14 @@ pub fn keys_for(screen: Screen) -> &'static [(&'static str, &'static str)] {
             ("s", "skip a frame"),
             ("x", "stop"),
             ("Esc", "back"),
+            ("Tab", "next screen"),
+        ],
+        Screen::Recognize => &[
+            ("o", "source"),
+            ("Enter", "start"),
+            ("Space", "pause / resume"),
+            ("s", "save the frame"),
+            ("Esc", "stop, then back"),
             ("Tab", "next screen"),
         ],
     }
