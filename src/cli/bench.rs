@@ -61,6 +61,9 @@ pub enum BenchCommand {
         runs: usize,
         #[arg(long, default_value_t = 500)]
         keys: usize,
+        /// Also the Recognize screen while this many frames flow (a key between each two).
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
     },
     /// Face detection: median ms per image over the photos in DIR, one thread, the notebook's
     /// parameters (scale 1.3, 5 neighbours).
@@ -137,9 +140,14 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        BenchCommand::Tui { runs, keys } => {
+        BenchCommand::Tui { runs, keys, frames } => {
             let (first, median, worst) = crate::tui::bench(runs, keys.max(1))?;
             println!("facelab tui runs={runs}: first frame {first:.1} ms; key + redraw median {median:.2} ms, worst {worst:.2} ms over {keys} keys");
+            if frames > 0 {
+                let [(frame, frame_worst), (key, key_worst)] =
+                    crate::tui::bench_recognize_screen(frames)?;
+                println!("facelab tui recognize screen, {frames} frames of 320x240 with two faces: frame + redraw median {frame:.2} ms, worst {frame_worst:.2} ms; key + redraw median {key:.2} ms, worst {key_worst:.2} ms");
+            }
         }
         BenchCommand::Detect {
             dir,

@@ -417,3 +417,63 @@ pub fn bench(runs: usize, keys: usize) -> anyhow::Result<(f64, f64, f64)> {
         *times.last().unwrap_or(&0.0),
     ))
 }
+
+/// The Recognize screen while frames flow: each frame event (a new 320x240 picture with two
+/// boxed faces) is applied and drawn, then a key is applied and drawn. Returns the median and
+/// worst milliseconds of a frame's update + redraw and of a key's.
+pub fn bench_recognize_screen(frames: usize) -> anyhow::Result<[(f64, f64); 2]> {
+    use facelab::jobs::RecognizeEvent;
+    use facelab::recognize::{FaceResult, FrameResult};
+    use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    let mut terminal = Terminal::new(TestBackend::new(160, 48))?;
+    let mut image = ImageView::new(Picker::halfblocks());
+    let mut app = App {
+        screen: app::Screen::Recognize,
+        ..App::default()
+    };
+    app.recognize.run = Some("abcd1234".into());
+    app.recognize.running = true;
+    let face = |track: u64, label: Option<&str>| FaceResult {
+        rect: [40 * track as i32, 60, 120, 120],
+        predicted: label.map(str::to_owned),
+        label: label.map(str::to_owned),
+        confidence: 0.9,
+        unknown: label.is_none(),
+        track,
+        reused_features: false,
+    };
+    let (mut frame_ms, mut key_ms) = (Vec::new(), Vec::new());
+    for n in 0..frames.max(1) {
+        let shade = (n % 200) as u8;
+        let preview = image::RgbImage::from_fn(320, 240, |x, y| {
+            image::Rgb([shade.wrapping_add(x as u8), (y as u8).wrapping_mul(3), 90])
+        });
+        let event = RecognizeEvent::Frame {
+            preview,
+            result: FrameResult {
+                frame: n as u64 + 1,
+                source: "camera:0".into(),
+                faces: vec![face(1, Some("Eric")), face(3, None)],
+            },
+            fps: 15.0,
+        };
+        let t = Instant::now();
+        app.update(Msg::Recognize(event));
+        terminal.draw(|f| view::render(f, &app, &mut image))?;
+        frame_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char('j'),
+            KeyModifiers::NONE,
+        )));
+        terminal.draw(|f| view::render(f, &app, &mut image))?;
+        key_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let summary = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], *v.last().unwrap_or(&0.0))
+    };
+    Ok([summary(frame_ms), summary(key_ms)])
+}

@@ -233,3 +233,74 @@ fn bad_sources_and_runs_are_one_clear_line() {
     std::fs::remove_file(ws.path().join("models").join(&run).join("head.safetensors")).unwrap();
     fails(&[&run, "--source", &source], &["head.safetensors"]);
 }
+
+#[test]
+fn a_static_frame_reuses_its_tracks_features_and_a_new_crop_does_not() {
+    use facelab::backbone::Backbone;
+    use facelab::model::TrainedHead;
+    use facelab::recognize::Recognizer;
+
+    let backbone = Backbone::load(&super::common::weights_path()).unwrap();
+    let head = TrainedHead::random_for_bench(backbone.weights_sha256(), 4);
+    let cascade = Cascade::load(&find_face_cascade(None).unwrap()).unwrap();
+    let mut recognizer = Recognizer::new(cascade, &backbone, head, None, 80).unwrap();
+    let photo = |name: &str| {
+        image::open(shared().join("facedata/seed/test/s01").join(name))
+            .unwrap()
+            .to_rgb8()
+    };
+    let still = photo("13.jpg");
+    let first = recognizer.recognize(&still, "a");
+    let again = recognizer.recognize(&still, "a");
+    assert_eq!((first.faces.len(), again.faces.len()), (1, 1));
+    assert!(!first.faces[0].reused_features);
+    assert!(again.faces[0].reused_features, "the same crop again");
+    assert_eq!(again.faces[0].track, first.faces[0].track);
+    assert_eq!(again.faces[0].confidence, first.faces[0].confidence);
+    // The next photo: the face moved (another box, another crop), features computed anew.
+    let moved = recognizer.recognize(&photo("14.jpg"), "b");
+    assert_eq!(moved.faces.len(), 1);
+    assert!(!moved.faces[0].reused_features);
+}
+
+#[test]
+fn ctrl_c_ends_a_looping_stream_with_whole_lines_and_success() {
+    use std::io::{BufRead, BufReader};
+
+    let ws = workspace_of_crops(&["s01", "s02", "s03"], &[]);
+    let run = train(ws.path());
+    let dir = tempfile::tempdir().unwrap();
+    frames(&["s01"], dir.path());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("facelab"))
+        .current_dir(ws.path())
+        .env("FACELAB_WEIGHTS", super::common::weights_path())
+        .args([
+            "recognize",
+            &run,
+            "--json",
+            "--loop",
+            "--fps",
+            "30",
+            "--source",
+        ])
+        .arg(format!("dir:{}", dir.path().display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..6 {
+        let line = lines.next().unwrap().unwrap();
+        serde_json::from_str::<Value>(&line).unwrap();
+    }
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    // Every line after the signal is whole JSON too, and the stream ends.
+    for line in lines {
+        serde_json::from_str::<Value>(&line.unwrap()).unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "Ctrl-C is a clean end");
+}
