@@ -23,6 +23,9 @@ pub enum Error {
     #[error("{path}: the weights do not fit torchvision's MobileNetV2: {reason}")]
     WeightsShape { path: PathBuf, reason: String },
 
+    #[error("{path}: not a dlib model this reader understands: {reason}; delete the file to fetch it again")]
+    DlibModel { path: PathBuf, reason: String },
+
     #[error("{path}: sha256 is {actual}, expected {expected}; delete the file or point --weights/FACELAB_WEIGHTS at a good copy")]
     WeightsChecksum {
         path: PathBuf,

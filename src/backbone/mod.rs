@@ -3,6 +3,7 @@
 //! weights fetch ([`weights`]), the torch file reader ([`pth`] over [`pickle`]), the network
 //! ([`network`]) and its kernels ([`kernels`]).
 
+pub mod dlib;
 pub mod kernels;
 mod kernels_avx2;
 pub mod network;

