@@ -73,6 +73,32 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Milliseconds per 150x150 chip of dlib's face ResNet at a batch size: the median of `runs`
+/// timed batches of made-up chips after warm-up.
+pub fn face_chips(net: &crate::backbone::dlib::FaceResNet, batch: usize, runs: usize) -> f64 {
+    use crate::backbone::dlib::CHIP_SIZE;
+    let chips: Vec<Vec<u8>> = (0..batch)
+        .map(|i| {
+            pseudo_normal(CHIP_SIZE * CHIP_SIZE * 3, i as u64)
+                .iter()
+                .map(|v| (128.0 + 40.0 * v).clamp(0.0, 255.0) as u8)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = chips.iter().map(Vec::as_slice).collect();
+    for _ in 0..WARMUP_RUNS {
+        std::hint::black_box(net.descriptors(&refs));
+    }
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(net.descriptors(&refs));
+            start.elapsed().as_secs_f64() * 1000.0 / batch as f64
+        })
+        .collect();
+    median(&mut times)
+}
+
 /// Live recognition's speed over a folder of frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecognizeBench {

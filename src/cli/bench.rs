@@ -54,6 +54,9 @@ pub enum BenchCommand {
         /// Timed runs per batch size.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// mobilenet_v2 (224x224 images) or dlib_resnet (150x150 face chips).
+        #[arg(long, default_value = "mobilenet_v2")]
+        backbone: String,
     },
     /// The TUI: first frame with N runs in the store, and each key's update + redraw.
     Tui {
@@ -124,7 +127,32 @@ pub enum BenchCommand {
 
 pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
     match what {
-        BenchCommand::Backbone { batch, runs } => {
+        BenchCommand::Backbone {
+            batch,
+            runs,
+            backbone,
+        } if backbone == "dlib_resnet" => {
+            let path = facelab::backbone::dlib::weights::obtain(
+                facelab::backbone::dlib::weights::RESNET,
+                None,
+                &ctx.workspace.models_dir(),
+                &super::progress::Bar::new(),
+            )?;
+            let net = facelab::backbone::dlib::resnet::read(&std::fs::read(&path)?, &path)?;
+            let threads = rayon::current_num_threads();
+            for b in batch {
+                let ms = bench::face_chips(&net, b.max(1), runs);
+                println!(
+                    "facelab dlib_resnet threads={threads} batch={}: {ms:.2} ms/chip ({:.1} chips/s)",
+                    b.max(1),
+                    1000.0 / ms
+                );
+            }
+        }
+        BenchCommand::Backbone { backbone, .. } if backbone != "mobilenet_v2" => {
+            anyhow::bail!("--backbone {backbone:?}: use mobilenet_v2 or dlib_resnet")
+        }
+        BenchCommand::Backbone { batch, runs, .. } => {
             let backbone = ctx.backbone()?;
             let threads = rayon::current_num_threads();
             for b in batch {

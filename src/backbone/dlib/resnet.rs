@@ -22,6 +22,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::serial::{Reader, Tensor};
 use crate::backbone::kernels::{pointwise, Activation, Isa, PackedPointwise};
 use crate::error::Result;
@@ -329,6 +331,11 @@ fn fold(
 }
 
 impl FaceResNet {
+    /// The descriptors of many chips, spread over the thread pool (one chip per task).
+    pub fn descriptors(&self, chips: &[&[u8]]) -> Vec<Vec<f32>> {
+        chips.par_iter().map(|chip| self.descriptor(chip)).collect()
+    }
+
     /// The 128-d descriptor of a 150x150 RGB chip (`[150 * 150 * 3]`, rows of RGB pixels).
     pub fn descriptor(&self, chip: &[u8]) -> Vec<f32> {
         assert_eq!(chip.len(), CHIP_SIZE * CHIP_SIZE * 3, "a 150x150 RGB chip");
@@ -375,46 +382,56 @@ impl FaceResNet {
     }
 
     /// A convolution as im2col rows into the packed GEMM, with an optional residual added.
+    /// Output pixels are independent rows of the GEMM, so they are shared out over the thread
+    /// pool, each task gathering its own rows (a lone chip uses every core; a batch, one chip
+    /// per task, loses nothing by it).
     fn conv(&self, x: &Map, conv: &Conv, residual: Option<&[f32]>) -> Map {
         debug_assert_eq!(x.channels, conv.inputs);
         let out_h = 1 + (x.height + 2 * conv.pad - conv.kernel) / conv.stride;
         let out_w = 1 + (x.width + 2 * conv.pad - conv.kernel) / conv.stride;
         let taps = conv.kernel * conv.kernel * x.channels;
-        let mut rows = vec![0.0; out_h * out_w * taps];
-        for oy in 0..out_h {
-            for ox in 0..out_w {
-                let row = &mut rows[(oy * out_w + ox) * taps..][..taps];
-                for dy in 0..conv.kernel {
-                    let y = (oy * conv.stride + dy) as isize - conv.pad as isize;
-                    if y < 0 || y >= x.height as isize {
-                        continue;
-                    }
-                    for dx in 0..conv.kernel {
-                        let xx = (ox * conv.stride + dx) as isize - conv.pad as isize;
-                        if xx < 0 || xx >= x.width as isize {
-                            continue;
-                        }
-                        let from = (y as usize * x.width + xx as usize) * x.channels;
-                        let to = (dy * conv.kernel + dx) * x.channels;
-                        row[to..to + x.channels].copy_from_slice(&x.data[from..from + x.channels]);
-                    }
-                }
-            }
-        }
+        let pixels_per_task = (out_h * out_w)
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(24);
         let mut data = vec![0.0; out_h * out_w * conv.outputs];
-        pointwise(
-            self.isa,
-            &rows,
-            &conv.packed,
-            Activation::None,
-            residual,
-            &mut data,
-        );
+        data.par_chunks_mut(pixels_per_task * conv.outputs)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let first = task * pixels_per_task;
+                let pixels = out.len() / conv.outputs;
+                let mut rows = vec![0.0; pixels * taps];
+                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                    let (oy, ox) = ((first + i) / out_w, (first + i) % out_w);
+                    gather(x, conv, oy, ox, row);
+                }
+                let res = residual.map(|r| &r[first * conv.outputs..][..out.len()]);
+                pointwise(self.isa, &rows, &conv.packed, Activation::None, res, out);
+            });
         Map {
             height: out_h,
             width: out_w,
             channels: conv.outputs,
             data,
+        }
+    }
+}
+
+/// The im2col row of output pixel (`oy`, `ox`): its window's pixels, `(dy, dx, c)` order,
+/// zeros where the window leaves the map.
+fn gather(x: &Map, conv: &Conv, oy: usize, ox: usize, row: &mut [f32]) {
+    for dy in 0..conv.kernel {
+        let y = (oy * conv.stride + dy) as isize - conv.pad as isize;
+        if y < 0 || y >= x.height as isize {
+            continue;
+        }
+        for dx in 0..conv.kernel {
+            let xx = (ox * conv.stride + dx) as isize - conv.pad as isize;
+            if xx < 0 || xx >= x.width as isize {
+                continue;
+            }
+            let from = (y as usize * x.width + xx as usize) * x.channels;
+            let to = (dy * conv.kernel + dx) * x.channels;
+            row[to..to + x.channels].copy_from_slice(&x.data[from..from + x.channels]);
         }
     }
 }
