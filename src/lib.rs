@@ -13,6 +13,7 @@
 //! This library holds every capability; the binary's CLI and TUI are thin layers over it and
 //! the library never imports a terminal or argument-parsing crate.
 
+pub mod align;
 pub mod augment;
 pub mod backbone;
 pub mod bench;

@@ -1,0 +1,6 @@
+//! Face alignment for the dlib backbone: dlib's 5-point shape predictor (an ensemble of
+//! regression trees over pixel differences, Kazemi and Sullivan), read from dlib's own file.
+
+pub mod shape_predictor;
+
+pub use shape_predictor::{FaceBox, Point, ShapePredictor};
