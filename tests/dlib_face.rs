@@ -24,6 +24,44 @@ fn model_path() -> PathBuf {
     .expect("dlib's face-recognition ResNet")
 }
 
+/// The seed photos of the reference decoded by PIL (libjpeg) into a temporary folder, and
+/// whether that worked (python3 with PIL present).
+fn decoded_by_libjpeg() -> (tempfile::TempDir, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let decoded = std::process::Command::new("python3")
+        .arg(common::repo_root().join("tests/scripts/decode_with_pil.py"))
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    (dir, decoded)
+}
+
+/// A reference face's photo: decoded into `decoded_dir` (PNGs) or by the product's decoder.
+fn photo(face: &serde_json::Value, decoded_dir: Option<&std::path::Path>) -> image::RgbImage {
+    let name = face["image"].as_str().unwrap();
+    let path = match decoded_dir {
+        Some(dir) => dir.join(format!("{}.png", name.replace('/', "_"))),
+        None => shared().join("facedata").join(name),
+    };
+    image::open(&path).unwrap().to_rgb8()
+}
+
+/// A reference face's box, as dlib's detector gave it.
+fn face_box(face: &serde_json::Value) -> facelab::align::FaceBox {
+    let b: Vec<f64> = face["box_ltrb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    facelab::align::FaceBox {
+        left: b[0],
+        top: b[1],
+        right: b[2],
+        bottom: b[3],
+    }
+}
+
 fn reference() -> serde_json::Value {
     let text =
         std::fs::read_to_string(shared().join("reference/dlib_face/reference.json")).unwrap();
@@ -72,12 +110,7 @@ fn landmarks_from_dlibs_boxes_match_dlibs() {
     )
     .expect("dlib's shape predictor");
     let predictor = ShapePredictor::read(&std::fs::read(&path).unwrap(), &path).unwrap();
-    let libjpeg = tempfile::tempdir().unwrap();
-    let decoded = std::process::Command::new("python3")
-        .arg(common::repo_root().join("tests/scripts/decode_with_pil.py"))
-        .arg(libjpeg.path())
-        .status()
-        .is_ok_and(|s| s.success());
+    let (libjpeg, decoded) = decoded_by_libjpeg();
     if !decoded {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -109,30 +142,9 @@ fn landmark_offsets(
     predictor: &facelab::align::ShapePredictor,
     decoded_dir: Option<&std::path::Path>,
 ) -> (f64, f64) {
-    use facelab::align::FaceBox;
     let mut offsets = Vec::new();
     for face in reference()["faces"].as_array().unwrap() {
-        let name = face["image"].as_str().unwrap();
-        let image_path = match decoded_dir {
-            Some(dir) => dir.join(format!("{}.png", name.replace('/', "_"))),
-            None => shared().join("facedata").join(name),
-        };
-        let image = image::open(&image_path).unwrap().to_rgb8();
-        let b: Vec<f64> = face["box_ltrb"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let found = predictor.predict(
-            &image,
-            FaceBox {
-                left: b[0],
-                top: b[1],
-                right: b[2],
-                bottom: b[3],
-            },
-        );
+        let found = predictor.predict(&photo(face, decoded_dir), face_box(face));
         let expected = face["landmarks5"].as_array().unwrap();
         assert_eq!(found.len(), expected.len());
         for (p, e) in found.iter().zip(expected) {
@@ -143,4 +155,96 @@ fn landmark_offsets(
     let worst = offsets.iter().cloned().fold(0.0, f64::max);
     let close = offsets.iter().filter(|&&o| o <= 0.5).count() as f64 / offsets.len() as f64;
     (worst, close)
+}
+
+/// dlib's chips from dlib's landmarks, on the pixels dlib saw (PIL's decode): within 2 grey
+/// levels per pixel on average.
+#[test]
+fn chips_from_dlibs_landmarks_match_dlibs() {
+    use facelab::align::{face_chip, Point};
+    let (libjpeg, decoded) = decoded_by_libjpeg();
+    if !decoded {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must decode with PIL (python3-pil)"
+        );
+        eprintln!("NOT RUN: python3 with PIL is missing");
+        return;
+    }
+    let mut worst: f64 = 0.0;
+    for face in reference()["faces"].as_array().unwrap() {
+        let name = face["image"].as_str().unwrap();
+        let image = image::open(
+            libjpeg
+                .path()
+                .join(format!("{}.png", name.replace('/', "_"))),
+        )
+        .unwrap()
+        .to_rgb8();
+        let parts: Vec<Point> = face["landmarks5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Point {
+                x: p[0].as_f64().unwrap(),
+                y: p[1].as_f64().unwrap(),
+            })
+            .collect();
+        let ours = face_chip(&image, &parts, 150, 0.25);
+        let theirs = image::open(
+            shared()
+                .join("reference/dlib_face")
+                .join(face["chip"].as_str().unwrap()),
+        )
+        .unwrap()
+        .to_rgb8();
+        let mean = ours
+            .as_raw()
+            .iter()
+            .zip(theirs.as_raw())
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+            .sum::<f64>()
+            / ours.as_raw().len() as f64;
+        eprintln!("{name}: mean difference {mean:.3} grey levels");
+        worst = worst.max(mean);
+    }
+    assert!(
+        worst <= 2.0,
+        "a chip differs by {worst:.2} grey levels on average"
+    );
+}
+
+/// The whole pipeline from dlib's boxes (our landmarks, our chip, our network): on the pixels
+/// dlib saw, every descriptor at cosine 0.9999 or more to dlib's; on the product's own decode,
+/// the cosine is reported and must stay at 0.99 or more.
+#[test]
+fn descriptors_from_dlibs_boxes_match_dlibs() {
+    use facelab::backbone::dlib::DlibFace;
+    let face_models = DlibFace::obtain(&common::repo_root().join("models"), &NoProgress).unwrap();
+    let (libjpeg, decoded) = decoded_by_libjpeg();
+    assert!(
+        decoded || std::env::var_os("CI").is_none(),
+        "CI must decode with PIL"
+    );
+    for libjpeg_pixels in [false, true] {
+        if libjpeg_pixels && !decoded {
+            eprintln!("NOT RUN on libjpeg's pixels: python3 with PIL is missing");
+            continue;
+        }
+        let mut lowest: f64 = 1.0;
+        for face in reference()["faces"].as_array().unwrap() {
+            let dir = libjpeg_pixels.then(|| libjpeg.path());
+            let ours = face_models.descriptor(&photo(face, dir), face_box(face));
+            let theirs: Vec<f32> = face["descriptor"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            lowest = lowest.min(cosine(&ours, &theirs));
+        }
+        eprintln!("libjpeg pixels {libjpeg_pixels}: lowest cosine {lowest:.6}");
+        let bar = if libjpeg_pixels { 0.9999 } else { 0.99 };
+        assert!(lowest >= bar, "lowest cosine {lowest} (bar {bar})");
+    }
 }
