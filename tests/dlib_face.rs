@@ -248,3 +248,61 @@ fn descriptors_from_dlibs_boxes_match_dlibs() {
         assert!(lowest >= bar, "lowest cosine {lowest} (bar {bar})");
     }
 }
+
+/// From the Haar cascade's boxes instead of dlib's HOG boxes: the descriptors of the seed test
+/// faces where the cascade finds one face, from the raw Haar box and from the box mapped to
+/// dlib's (`FaceBox::from_haar`), against dlib's own descriptors.
+#[test]
+fn haar_boxes_mapped_to_dlibs_give_descriptors_close_to_dlibs() {
+    use facelab::align::FaceBox;
+    use facelab::backbone::dlib::DlibFace;
+    use facelab::capture::cascade::{find_face_cascade, to_gray, Cascade, DetectParams};
+    let face_models = DlibFace::obtain(&common::repo_root().join("models"), &NoProgress).unwrap();
+    let cascade = Cascade::load(&find_face_cascade(None).unwrap()).unwrap();
+    let (mut raw_lowest, mut mapped_lowest, mut faces): (f64, f64, usize) = (1.0, 1.0, 0);
+    for face in reference()["faces"].as_array().unwrap() {
+        let image = photo(face, None);
+        let found = cascade.detect(
+            &to_gray(&image),
+            &DetectParams {
+                min_size: 60,
+                ..DetectParams::default()
+            },
+        );
+        let [r] = found.as_slice() else { continue };
+        faces += 1;
+        let (x, y, side) = (f64::from(r.x), f64::from(r.y), f64::from(r.width));
+        let raw = FaceBox {
+            left: x,
+            top: y,
+            right: x + side - 1.0,
+            bottom: y + side - 1.0,
+        };
+        let theirs: Vec<f32> = face["descriptor"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let c_raw = cosine(&face_models.descriptor(&image, raw), &theirs);
+        let c_mapped = cosine(
+            &face_models.descriptor(&image, FaceBox::from_haar(x, y, side)),
+            &theirs,
+        );
+        eprintln!(
+            "{}: raw Haar box cosine {c_raw:.4}, mapped {c_mapped:.4}",
+            face["image"]
+        );
+        raw_lowest = raw_lowest.min(c_raw);
+        mapped_lowest = mapped_lowest.min(c_mapped);
+    }
+    eprintln!("{faces} faces: lowest cosine raw {raw_lowest:.4}, mapped {mapped_lowest:.4}");
+    assert!(
+        faces >= 10,
+        "the cascade found one face in only {faces} photos"
+    );
+    assert!(
+        mapped_lowest >= raw_lowest,
+        "mapping the boxes made them worse"
+    );
+}

@@ -63,6 +63,33 @@ pub struct FaceBox {
     pub bottom: f64,
 }
 
+/// Where dlib's HOG detector would put the box of a face that the Haar cascade found at
+/// `(x, y, side)`: the centre moved by (0.014, 0.080) of the side and the side scaled by 0.836.
+/// Fitted (means of the per-face ratios) on the 10 seed test photos where both detectors find
+/// one face; the ratios' standard deviations are 0.031, 0.043 and 0.076. The shape predictor
+/// was trained on HOG boxes, so it is given boxes like them.
+pub const HAAR_TO_DLIB: (f64, f64, f64) = (0.014, 0.080, 0.836);
+
+impl FaceBox {
+    /// dlib's box for a face the Haar cascade found at `x`, `y` with side `side` (see
+    /// [`HAAR_TO_DLIB`]); for a capture crop (the Haar box resized to the whole image), pass the
+    /// whole image.
+    pub fn from_haar(x: f64, y: f64, side: f64) -> FaceBox {
+        let (dx, dy, scale) = HAAR_TO_DLIB;
+        let (cx, cy) = (
+            x + (side - 1.0) / 2.0 + dx * side,
+            y + (side - 1.0) / 2.0 + dy * side,
+        );
+        let half = (scale * side - 1.0) / 2.0;
+        FaceBox {
+            left: cx - half,
+            top: cy - half,
+            right: cx + half,
+            bottom: cy + half,
+        }
+    }
+}
+
 impl ShapePredictor {
     /// Reads dlib's file.
     pub fn read(bytes: &[u8], path: &Path) -> Result<ShapePredictor> {
