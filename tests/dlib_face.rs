@@ -62,6 +62,16 @@ fn face_box(face: &serde_json::Value) -> facelab::align::FaceBox {
     }
 }
 
+/// A JSON array of numbers as `f32`s.
+fn floats(values: &serde_json::Value) -> Vec<f32> {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
 fn reference() -> serde_json::Value {
     let text =
         std::fs::read_to_string(shared().join("reference/dlib_face/reference.json")).unwrap();
@@ -79,12 +89,7 @@ fn descriptors_of_dlibs_chips_match_dlibs() {
             .join(face["chip"].as_str().unwrap());
         let chip = image::open(&chip_path).unwrap().to_rgb8();
         let ours = net.descriptor(chip.as_raw());
-        let theirs: Vec<f32> = face["descriptor_from_chip"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let theirs: Vec<f32> = floats(&face["descriptor_from_chip"]);
         assert_eq!((ours.len(), theirs.len()), (DESCRIPTOR_DIM, DESCRIPTOR_DIM));
         let c = cosine(&ours, &theirs);
         eprintln!("{}: cosine {c:.6}", face["chip"]);
@@ -235,12 +240,7 @@ fn descriptors_from_dlibs_boxes_match_dlibs() {
         for face in reference()["faces"].as_array().unwrap() {
             let dir = libjpeg_pixels.then(|| libjpeg.path());
             let ours = face_models.descriptor(&photo(face, dir), face_box(face));
-            let theirs: Vec<f32> = face["descriptor"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
+            let theirs: Vec<f32> = floats(&face["descriptor"]);
             lowest = lowest.min(cosine(&ours, &theirs));
         }
         eprintln!("libjpeg pixels {libjpeg_pixels}: lowest cosine {lowest:.6}");
@@ -278,12 +278,7 @@ fn haar_boxes_mapped_to_dlibs_give_descriptors_close_to_dlibs() {
             right: x + side - 1.0,
             bottom: y + side - 1.0,
         };
-        let theirs: Vec<f32> = face["descriptor"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let theirs: Vec<f32> = floats(&face["descriptor"]);
         let c_raw = cosine(&face_models.descriptor(&image, raw), &theirs);
         let c_mapped = cosine(
             &face_models.descriptor(&image, FaceBox::from_haar(x, y, side)),
@@ -305,4 +300,38 @@ fn haar_boxes_mapped_to_dlibs_give_descriptors_close_to_dlibs() {
         mapped_lowest >= raw_lowest,
         "mapping the boxes made them worse"
     );
+}
+
+#[test]
+fn embed_with_the_dlib_backbone_prints_dlibs_descriptors() {
+    let faces = reference()["faces"].as_array().unwrap().clone();
+    let ws = tempfile::tempdir().unwrap();
+    let photos: Vec<PathBuf> = faces
+        .iter()
+        .map(|f| shared().join("facedata").join(f["image"].as_str().unwrap()))
+        .collect();
+    let out = common::stdout_of(
+        common::facelab(ws.path())
+            .args(["embed", "--backbone", "dlib_resnet"])
+            .args(&photos),
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), faces.len());
+    for (line, face) in lines.iter().zip(&faces) {
+        let ours: Vec<f32> = floats(&line["features"]);
+        assert_eq!(ours.len(), DESCRIPTOR_DIM);
+        let theirs: Vec<f32> = floats(&face["descriptor"]);
+        let c = cosine(&ours, &theirs);
+        eprintln!("{} ({}): cosine {c:.4}", face["image"], line["face"]);
+        // Photos where the cascade finds no face at its default size are taken whole.
+        assert!(
+            c >= 0.99 || line["face"] == "whole image",
+            "{}: {c}",
+            face["image"]
+        );
+        assert!(c >= 0.95, "{}: {c}", face["image"]);
+    }
 }

@@ -120,6 +120,10 @@ enum Command {
         /// Also print the ImageNet top-5 class ids, to sanity-check the weights on a photo.
         #[arg(long)]
         top5: bool,
+        /// mobilenet_v2 (ImageNet features, 1280) or dlib_resnet (dlib's face descriptor, 128:
+        /// the largest face the Haar cascade finds, else the whole image as a capture crop).
+        #[arg(long, default_value = "mobilenet_v2", value_parser = ["mobilenet_v2", "dlib_resnet"])]
+        backbone: String,
     },
     /// Extract and cache the features of every image under a folder (default: facedata/).
     Features {
@@ -287,8 +291,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Embed {
             images,
+            backbone,
+            ..
+        } if backbone == "dlib_resnet" => embed::run_dlib(&context, &images),
+        Command::Embed {
+            images,
             resize,
             top5,
+            ..
         } => embed::run(&context, &images, resize, top5),
         Command::Features { dir, resize } => features::run(&context, dir, resize),
         Command::Bench { what } => bench::run(&context, what),
