@@ -301,3 +301,44 @@ fn intensity(image: &RgbImage, x: f64, y: f64) -> f32 {
     let p = image.get_pixel(x as u32, y as u32).0;
     ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as f32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_similarity_between_shapes_recovers_rotation_and_scale() {
+        let from = [0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        // Rotated by 90 degrees, doubled, moved.
+        let to: Vec<f32> = from
+            .chunks_exact(2)
+            .flat_map(|p| [5.0 - 2.0 * p[1], 3.0 + 2.0 * p[0]])
+            .collect();
+        let m = similarity(&from, &to);
+        let expected = [0.0, -2.0, 2.0, 0.0];
+        for (a, b) in m.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{m:?}");
+        }
+        assert_eq!(
+            similarity(&[1.0, 1.0, 1.0, 1.0], &to[..4]),
+            [1.0, 0.0, 0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn a_haar_box_moves_down_and_shrinks_to_dlibs() {
+        let b = FaceBox::from_haar(100.0, 50.0, 200.0);
+        let (dx, dy, scale) = HAAR_TO_DLIB;
+        assert!(((b.right - b.left + 1.0) - scale * 200.0).abs() < 1e-9);
+        assert!((((b.left + b.right) / 2.0) - (199.5 + dx * 200.0)).abs() < 1e-9);
+        assert!((((b.top + b.bottom) / 2.0) - (149.5 + dy * 200.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn pixels_outside_the_image_read_zero_and_inside_the_mean_of_rgb() {
+        let image = RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 31]));
+        assert_eq!(intensity(&image, 3.0, 2.0), 20.0);
+        assert_eq!(intensity(&image, 4.0, 0.0), 0.0);
+        assert_eq!(intensity(&image, -1.0, 0.0), 0.0);
+    }
+}
