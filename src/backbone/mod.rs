@@ -33,9 +33,11 @@ impl Backbone {
         explicit: Option<&Path>,
         progress: &dyn crate::progress::Progress,
     ) -> Result<Self> {
+        let user_cache = weights::user_cache_dir();
         let request = weights::WeightsRequest {
             explicit,
             models_dir,
+            user_cache: user_cache.as_deref(),
             allow_fetch: true,
         };
         Self::load(&weights::obtain(&request, progress)?)

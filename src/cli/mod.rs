@@ -411,9 +411,11 @@ impl Context {
     /// Finds (or fetches) verified weights: the file's path.
     fn weights_path(&self) -> anyhow::Result<PathBuf> {
         let models_dir = self.workspace.models_dir();
+        let user_cache = facelab::backbone::weights::user_cache_dir();
         let request = facelab::backbone::weights::WeightsRequest {
             explicit: self.weights.as_deref(),
             models_dir: &models_dir,
+            user_cache: user_cache.as_deref(),
             allow_fetch: true,
         };
         Ok(facelab::backbone::weights::obtain(

