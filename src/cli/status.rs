@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use facelab::backbone::weights::{verify, WEIGHTS_FILE};
+use facelab::backbone::weights::{obtain, user_cache_dir, verify, WeightsRequest};
 use facelab::dataset;
 
 use super::Context;
@@ -29,7 +29,17 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         images.len(),
         people.len()
     );
-    let cached_weights = ws.models_dir().join(WEIGHTS_FILE);
+    let models_dir = ws.models_dir();
+    let user_cache = user_cache_dir();
+    let cached_weights = obtain(
+        &WeightsRequest {
+            explicit: None,
+            models_dir: &models_dir,
+            user_cache: user_cache.as_deref(),
+            allow_fetch: false,
+        },
+        &facelab::progress::NoProgress,
+    );
     let weights = match &ctx.weights {
         Some(given) => match verify(given) {
             Ok(()) => format!("{} (--weights/FACELAB_WEIGHTS)", crate::text::path(given)),
@@ -38,10 +48,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 crate::text::clean(&e.to_string())
             ),
         },
-        None if cached_weights.is_file() => {
-            format!("{} (cached)", crate::text::path(&cached_weights))
-        }
-        None => "not fetched yet (fetched on first use)".to_owned(),
+        None => match cached_weights {
+            Ok(path) => format!("{} (cached)", crate::text::path(&path)),
+            Err(_) => "not fetched yet (fetched on first use)".to_owned(),
+        },
     };
     println!("  weights:   {weights}");
     let cached = walkdir::WalkDir::new(ws.feature_cache_dir())
