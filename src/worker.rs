@@ -225,8 +225,9 @@ pub fn run_worker(
             &store,
             base.clone(),
         );
-        run_claim(&trainer, &claim, &outcome.worker, options.grace, events)?;
-        outcome.ran += 1;
+        if run_claim(&trainer, &claim, &outcome.worker, options.grace, events)? {
+            outcome.ran += 1;
+        }
     }
 }
 
@@ -256,14 +257,15 @@ fn accept(
     Ok(Ok((sweep, Arc::new(prepared))))
 }
 
-/// Runs one claimed trial with its heartbeat, then completes or releases the claim.
+/// Runs one claimed trial with its heartbeat, then completes or releases the claim; `true` when
+/// this worker completed it.
 fn run_claim(
     trainer: &TrialTrainer,
     claim: &Claim,
     worker: &str,
     grace: Duration,
     events: &dyn WorkerEvents,
-) -> Result<()> {
+) -> Result<bool> {
     let store = trainer.store;
     if let Some(old) = &claim.reclaimed_run {
         // The earlier claimer's folder, if it ran on this machine.
@@ -272,7 +274,7 @@ fn run_claim(
     let Some(params) = claimed_params(trainer, claim)? else {
         // Every draw repeated an earlier trial's: nothing left to try for this number.
         store.lock().complete_trial(claim, worker)?;
-        return Ok(());
+        return Ok(false);
     };
     events.claimed(claim, &params);
     let lost = AtomicBool::new(false);
@@ -283,10 +285,13 @@ fn run_claim(
             events,
             lost: &lost,
         };
-        let trials = store.lock().trials(&claim.sweep_id)?;
-        let finished_trials: Vec<_> = trials.iter().filter(|t| t.is_done()).collect();
-        let curves = trial::finished_curves(trainer.sweep, &store.lock(), &finished_trials)?;
-        let result = trainer.train(claim.number, params, curves, &claim_events);
+        let result = (|| {
+            let trials = store.lock().trials(&claim.sweep_id)?;
+            let done: Vec<_> = trials.iter().filter(|t| t.is_done()).collect();
+            let curves = trial::finished_curves(trainer.sweep, &store.lock(), &done)?;
+            trainer.train(claim.number, params, curves, &claim_events)
+        })();
+        // Whatever happened, the heartbeat stops with the trial.
         finished.store(true, Ordering::Relaxed);
         result
     });
@@ -299,21 +304,24 @@ fn run_claim(
     };
     if lost.load(Ordering::Relaxed) {
         events.lost(claim);
-        return Ok(());
+        return Ok(false);
     }
     if outcome.status == RunStatus::Interrupted {
+        // Stopped (a signal): back to the queue now; the next claimer deletes the run.
         store.lock().release_trial(claim, worker)?;
-    } else if !store.lock().complete_trial(claim, worker)? {
+        return Ok(false);
+    }
+    if !store.lock().complete_trial(claim, worker)? {
         // Taken over between the last heartbeat and now: the new claimer's run counts.
         events.lost(claim);
         if let Some(run_id) = &outcome.run_id {
             let _ = run::delete_run(&store.lock(), trainer.ws, run_id);
         }
-        return Ok(());
+        return Ok(false);
     }
     let metric = trainer.sweep.spec.metric.name.as_str();
     events.finished(&claim.sweep_id, metric, &outcome);
-    Ok(())
+    Ok(true)
 }
 
 /// The claim's parameters: fixed at queue time, or drawn now (TPE, from every finished trial

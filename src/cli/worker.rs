@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use facelab::store::{redacted_url, Claim};
@@ -77,21 +79,40 @@ pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         redacted_url(&ctx.workspace.store_location()),
         args.grace
     );
+    // SIGINT and SIGTERM (what SLURM and Kubernetes send before SIGKILL) stop the worker at
+    // the next training step: its trial ends interrupted and goes back to the queue at once,
+    // rather than after the grace period.
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
     let outcome = worker::run_worker(
         &ctx.workspace,
         &backbone,
         ctx.memory_limit,
         &options,
-        &Printer,
+        &Printer { stop },
     )?;
-    println!("worker {}: {} trials run", outcome.worker, outcome.ran);
+    if outcome.cancelled {
+        println!(
+            "worker {}: stopped by a signal after {} trials; a trial it was running went back to the queue",
+            outcome.worker, outcome.ran
+        );
+    } else {
+        println!("worker {}: {} trials run", outcome.worker, outcome.ran);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what a worker does.
-struct Printer;
+/// Prints what a worker does, and says when a signal asked it to stop.
+struct Printer {
+    stop: Arc<AtomicBool>,
+}
 
-impl SweepEvents for Printer {}
+impl SweepEvents for Printer {
+    fn cancelled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
 
 impl WorkerEvents for Printer {
     fn refused(&self, sweep_id: &str, why: &str) {

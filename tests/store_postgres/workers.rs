@@ -250,3 +250,43 @@ fn a_worker_whose_dataset_differs_refuses_the_sweep() {
         .get(0);
     assert_eq!(claimed, 0, "a refused sweep's trials stay queued");
 }
+
+#[test]
+fn sigterm_puts_the_running_trial_back_in_the_queue_at_once() {
+    let Some(url) = fresh_database() else { return };
+    let ws = workspace_with_sweep();
+    stdout_of(facelab(ws.path()).env("FACELAB_STORE", &url).args([
+        "sweep",
+        "experiments/sweeps/many.yaml",
+        "--queue-only",
+    ]));
+    let logs = tempfile::tempdir().unwrap();
+    // A grace period far longer than the test: only the release can free the trial in time.
+    let mut worker = Command::new(assert_cmd::cargo::cargo_bin("facelab"))
+        .current_dir(ws.path())
+        .env("FACELAB_WEIGHTS", weights_path())
+        .env("FACELAB_STORE", &url)
+        .args(["worker", "--grace", "3600"])
+        .stdout(std::fs::File::create(logs.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(logs.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let (number, run) = running_trial_of(&mut db, worker.id());
+    let signal = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    assert!(worker.wait().unwrap().success(), "SIGTERM is a clean stop");
+    let out = std::fs::read_to_string(logs.path().join("out")).unwrap();
+    assert!(out.contains("stopped by a signal"), "{out}");
+    let row = db
+        .query_one(
+            "SELECT t.state, r.status FROM trials t JOIN runs r ON r.id = $2 WHERE t.number = $1",
+            &[&number, &run],
+        )
+        .unwrap();
+    let (state, status): (String, String) = (row.get(0), row.get(1));
+    assert_eq!((state.as_str(), status.as_str()), ("queued", "interrupted"));
+}
