@@ -25,21 +25,29 @@ pub fn backbone(backbone: &Backbone, batch: usize, runs: usize) -> BackboneBench
         .map(|i| pseudo_normal(3 * INPUT_SIZE * INPUT_SIZE, i as u64))
         .collect();
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    for _ in 0..WARMUP_RUNS {
+    let seconds = median_seconds(runs, || {
         std::hint::black_box(backbone.features_chw(&refs));
+    });
+    BackboneBench {
+        batch,
+        ms_per_image: 1000.0 * seconds / batch as f64,
+        peak_rss_mb: peak_rss_mb(),
+    }
+}
+
+/// The median seconds of `runs` calls of `work` (at least one), after warm-up calls.
+fn median_seconds(runs: usize, mut work: impl FnMut()) -> f64 {
+    for _ in 0..WARMUP_RUNS {
+        work();
     }
     let mut times: Vec<f64> = (0..runs.max(1))
         .map(|_| {
             let start = Instant::now();
-            std::hint::black_box(backbone.features_chw(&refs));
+            work();
             start.elapsed().as_secs_f64()
         })
         .collect();
-    BackboneBench {
-        batch,
-        ms_per_image: 1000.0 * median(&mut times) / batch as f64,
-        peak_rss_mb: peak_rss_mb(),
-    }
+    median(&mut times)
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
@@ -86,17 +94,10 @@ pub fn face_chips(net: &crate::backbone::dlib::FaceResNet, batch: usize, runs: u
         })
         .collect();
     let refs: Vec<&[u8]> = chips.iter().map(Vec::as_slice).collect();
-    for _ in 0..WARMUP_RUNS {
+    let seconds = median_seconds(runs, || {
         std::hint::black_box(net.descriptors(&refs));
-    }
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(net.descriptors(&refs));
-            start.elapsed().as_secs_f64() * 1000.0 / batch as f64
-        })
-        .collect();
-    median(&mut times)
+    });
+    1000.0 * seconds / batch as f64
 }
 
 /// Live recognition's speed over a folder of frames.

@@ -238,7 +238,7 @@ pub fn spawn_prediction(
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let result = guarded(|| -> Result<Prediction> {
-            let head = run::load_head(&run::open_store(&ws)?, &ws, &run_id)?;
+            let head = run::load_head_in(&ws, &run_id)?;
             let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
             let (mut predictions, skipped) = predict::predict(

@@ -108,6 +108,11 @@ fn check_meta(meta: &HeadMeta, params: &HeadParams) -> std::result::Result<(), S
 
 /// Writes `params` as safetensors: `layers.{i}.weight` `[inputs, outputs]` and `layers.{i}.bias`.
 pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
+    write_atomically(path, &params_bytes(path, params)?)
+}
+
+/// `params` as the bytes of a safetensors file (`path` names it in errors).
+fn params_bytes(path: &Path, params: &HeadParams) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = params
         .layers
         .iter()
@@ -135,9 +140,8 @@ pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, Some(output_metadata(params.output)))
-        .map_err(|e| head_error(path, e))?;
-    write_atomically(path, &serialized)
+    safetensors::serialize(views, Some(output_metadata(params.output)))
+        .map_err(|e| head_error(path, e))
 }
 
 pub fn load_params(path: &Path) -> Result<HeadParams> {
@@ -220,11 +224,11 @@ fn output_from_metadata(
     }
 }
 
-/// A run folder's head as the store keeps it.
-pub fn stored_head(dir: &Path) -> Result<StoredHead> {
+/// A head as the store keeps it: the bytes of the two files a run folder holds for it.
+pub fn stored_head(params: &HeadParams, meta: &HeadMeta) -> Result<StoredHead> {
     Ok(StoredHead {
-        safetensors: read_limited(&dir.join(HEAD_FILE), limits::HEAD)?,
-        meta_json: read_text_limited(&dir.join(META_FILE), limits::TEXT)?,
+        safetensors: params_bytes(Path::new(HEAD_FILE), params)?,
+        meta_json: meta_text(meta),
     })
 }
 
@@ -237,8 +241,11 @@ pub fn restore_head(dir: &Path, head: &StoredHead) -> Result<()> {
 }
 
 pub fn save_meta(dir: &Path, meta: &HeadMeta) -> Result<()> {
-    let text = serde_json::to_string_pretty(meta).expect("metadata serialises");
-    write_atomically(&dir.join(META_FILE), text.as_bytes())
+    write_atomically(&dir.join(META_FILE), meta_text(meta).as_bytes())
+}
+
+fn meta_text(meta: &HeadMeta) -> String {
+    serde_json::to_string_pretty(meta).expect("metadata serialises")
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::run;
 use crate::store::{Claim, QueuedTrial, RunStatus, SharedStore};
-use crate::sweep::space::Params;
+use crate::sweep::space::{params_hash, Params};
 use crate::sweep::spec::Method;
 use crate::sweep::trial::{self, TrialTrainer};
 use crate::sweep::{sweep_record, Sweep, SweepEvents, TrialOutcome};
@@ -70,21 +70,17 @@ pub fn enqueue(
             });
             continue;
         }
-        let mut drawn = None;
-        let params = trial::draw_until_claimed(sweep, number, &[], |json, hash| {
-            let fresh = taken.insert(hash.to_owned());
-            if fresh {
-                drawn = Some((json.to_owned(), hash.to_owned()));
-            }
-            Ok(fresh)
+        let drawn = trial::draw_until_claimed(sweep, number, &[], |_, hash| {
+            Ok(taken.insert(hash.to_owned()))
         })?;
-        if params.is_none() {
+        let Some(params) = drawn else {
             exhausted_at = Some(number);
             break;
-        }
+        };
+        let json = serde_json::to_string(&params).expect("JSON values serialise");
         trials.push(QueuedTrial {
             number,
-            params: drawn,
+            params: Some((json, params_hash(&params))),
         });
     }
     let added = store.in_transaction(|s| {
@@ -271,7 +267,10 @@ fn run_claim(
         // The earlier claimer's folder, if it ran on this machine.
         let _ = std::fs::remove_dir_all(trainer.ws.run_dir(old));
     }
-    let Some(params) = claimed_params(trainer, claim)? else {
+    // The sweep's done trials, read once: what TPE draws from and what the pruner compares with.
+    let trials = store.lock().trials(&claim.sweep_id)?;
+    let done: Vec<_> = trials.iter().filter(|t| t.is_done()).collect();
+    let Some(params) = claimed_params(trainer, claim, &done)? else {
         // Every draw repeated an earlier trial's: nothing left to try for this number.
         store.lock().complete_trial(claim, worker)?;
         return Ok(false);
@@ -285,12 +284,9 @@ fn run_claim(
             events,
             lost: &lost,
         };
-        let result = (|| {
-            let trials = store.lock().trials(&claim.sweep_id)?;
-            let done: Vec<_> = trials.iter().filter(|t| t.is_done()).collect();
-            let curves = trial::finished_curves(trainer.sweep, &store.lock(), &done)?;
-            trainer.train(claim.number, params, curves, &claim_events)
-        })();
+        // The store's lock is released before training, which writes through it.
+        let curves = trial::finished_curves(trainer.sweep, &store.lock(), &done);
+        let result = curves.and_then(|c| trainer.train(claim.number, params, c, &claim_events));
         // Whatever happened, the heartbeat stops with the trial.
         finished.store(true, Ordering::Relaxed);
         result
@@ -326,7 +322,11 @@ fn run_claim(
 
 /// The claim's parameters: fixed at queue time, or drawn now (TPE, from every finished trial
 /// of the sweep).
-fn claimed_params(trainer: &TrialTrainer, claim: &Claim) -> Result<Option<Params>> {
+fn claimed_params(
+    trainer: &TrialTrainer,
+    claim: &Claim,
+    done: &[&crate::store::TrialRecord],
+) -> Result<Option<Params>> {
     if let Some(json) = &claim.params_json {
         return serde_json::from_str(json).map(Some).map_err(|e| {
             Error::InvalidArgument(format!(
@@ -336,9 +336,7 @@ fn claimed_params(trainer: &TrialTrainer, claim: &Claim) -> Result<Option<Params
         });
     }
     let store = trainer.store;
-    let trials = store.lock().trials(&claim.sweep_id)?;
-    let done: Vec<_> = trials.iter().filter(|t| t.is_done()).collect();
-    let history = trial::history(trainer.sweep, &done);
+    let history = trial::history(trainer.sweep, done);
     trial::draw_until_claimed(trainer.sweep, claim.number, &history, |json, hash| {
         store.lock().set_claimed_params(claim, json, hash)
     })

@@ -12,7 +12,7 @@
 
 use image::RgbImage;
 
-use super::Point;
+use super::{Point, Similarity};
 
 /// dlib's mean face for the 5-point model, in `[0, 1]` face coordinates.
 const MEAN_FACE: [(f64, f64); 5] = [
@@ -41,7 +41,7 @@ pub fn face_chip(image: &RgbImage, parts: &[Point], size: u32, padding: f64) -> 
         .iter()
         .map(|p| ((p.x + 0.5).floor(), (p.y + 0.5).floor()))
         .collect();
-    let (a, b, tx, ty) = similarity(&from, &to);
+    let Similarity { a, b, tx, ty } = Similarity::fit(&from, &to);
     let angle = b.atan2(a);
     let scale = a.hypot(b);
     // The chip's rectangle: centred on where the chip's centre maps, (size - 1) * scale wide
@@ -93,23 +93,4 @@ fn bilinear(image: &RgbImage, x: f64, y: f64) -> image::Rgb<u8> {
         *o = v.clamp(0.0, 255.0) as u8;
     }
     image::Rgb(out)
-}
-
-/// The least-squares similarity `x' = a x - b y + tx, y' = b x + a y + ty` taking `from` to `to`.
-fn similarity(from: &[(f64, f64)], to: &[(f64, f64)]) -> (f64, f64, f64, f64) {
-    let n = from.len() as f64;
-    let mean = |pts: &[(f64, f64)]| {
-        let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
-        (sx / n, sy / n)
-    };
-    let ((fx, fy), (tx, ty)) = (mean(from), mean(to));
-    let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
-    for (f, t) in from.iter().zip(to) {
-        let (ax, ay, bx, by) = (f.0 - fx, f.1 - fy, t.0 - tx, t.1 - ty);
-        dot += ax * bx + ay * by;
-        cross += ax * by - ay * bx;
-        norm += ax * ax + ay * ay;
-    }
-    let (a, b) = (dot / norm, cross / norm);
-    (a, b, tx - (a * fx - b * fy), ty - (b * fx + a * fy))
 }

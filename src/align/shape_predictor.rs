@@ -264,31 +264,16 @@ impl BoxTransform {
 }
 
 /// The 2x2 part `[a, -b, b, a]` of the least-squares similarity transform taking the shape
-/// `from` to the shape `to` (rotation and uniform scale; what dlib's
-/// `find_similarity_transform` gives when no reflection is involved).
+/// `from` to the shape `to` (`[x0, y0, x1, y1, ...]`; what dlib's `find_similarity_transform`
+/// gives when no reflection is involved).
 fn similarity(from: &[f32], to: &[f32]) -> [f32; 4] {
-    let n = (from.len() / 2) as f64;
-    let mean = |s: &[f32], k: usize| {
-        s.iter()
-            .skip(k)
-            .step_by(2)
-            .map(|&v| f64::from(v))
-            .sum::<f64>()
-            / n
+    let points = |s: &[f32]| -> Vec<(f64, f64)> {
+        s.chunks_exact(2)
+            .map(|p| (f64::from(p[0]), f64::from(p[1])))
+            .collect()
     };
-    let (fx, fy, tx, ty) = (mean(from, 0), mean(from, 1), mean(to, 0), mean(to, 1));
-    let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
-    for (f, t) in from.chunks_exact(2).zip(to.chunks_exact(2)) {
-        let (ax, ay) = (f64::from(f[0]) - fx, f64::from(f[1]) - fy);
-        let (bx, by) = (f64::from(t[0]) - tx, f64::from(t[1]) - ty);
-        dot += ax * bx + ay * by;
-        cross += ax * by - ay * bx;
-        norm += ax * ax + ay * ay;
-    }
-    if norm == 0.0 {
-        return [1.0, 0.0, 0.0, 1.0];
-    }
-    let (a, b) = ((dot / norm) as f32, (cross / norm) as f32);
+    let t = super::Similarity::fit(&points(from), &points(to));
+    let (a, b) = (t.a as f32, t.b as f32);
     [a, -b, b, a]
 }
 

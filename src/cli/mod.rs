@@ -445,6 +445,16 @@ pub(crate) fn finite_score(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Set once SIGINT or SIGTERM arrives, after [`stop_on_signal`].
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets SIGINT and SIGTERM set a flag instead of ending the process, so a long command
+/// (`worker`, `recognize`) finishes what it holds before it stops; returns the flag.
+fn stop_on_signal() -> anyhow::Result<&'static std::sync::atomic::AtomicBool> {
+    ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed))?;
+    Ok(&STOP)
+}
+
 /// A duration in seconds: a positive number (at most 10^7, so it always makes a Duration).
 pub(crate) fn seconds(text: &str) -> Result<f64, String> {
     positive_number(text, "a number of seconds", "60")

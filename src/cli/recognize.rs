@@ -4,8 +4,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use facelab::capture::cascade::{obtain_face_cascade, Cascade};
 use facelab::capture::source::SourceSpec;
@@ -53,9 +52,7 @@ pub fn run(ctx: &Context, args: RecognizeArgs) -> anyhow::Result<ExitCode> {
     )?)?;
     let backbone = ctx.backbone()?;
     let mut recognizer = Recognizer::new(cascade, &backbone, head, args.threshold, args.min_size)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = stop.clone();
-    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+    let stop = super::stop_on_signal()?;
     let mut out = std::io::stdout().lock();
     let options = StreamOptions {
         fps: args.fps,

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use facelab::store::{redacted_url, Claim};
@@ -82,9 +81,7 @@ pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     // SIGINT and SIGTERM (what SLURM and Kubernetes send before SIGKILL) stop the worker at
     // the next training step: its trial ends interrupted and goes back to the queue at once,
     // rather than after the grace period.
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = stop.clone();
-    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+    let stop = super::stop_on_signal()?;
     let outcome = worker::run_worker(
         &ctx.workspace,
         &backbone,
@@ -105,7 +102,7 @@ pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints what a worker does, and says when a signal asked it to stop.
 struct Printer {
-    stop: Arc<AtomicBool>,
+    stop: &'static AtomicBool,
 }
 
 impl SweepEvents for Printer {

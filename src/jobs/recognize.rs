@@ -78,10 +78,7 @@ fn play(
     tx: &Sender<RecognizeEvent>,
     control: &Receiver<RecognizeControl>,
 ) -> Result<u64> {
-    let head = {
-        let store = crate::run::open_store(ws)?;
-        crate::run::load_head(&store, ws, run_id)?
-    };
+    let head = crate::run::load_head_in(ws, run_id)?;
     let cascade = Cascade::load(&obtain_face_cascade(None, &ws.models_dir())?)?;
     let backbone = Backbone::obtain(&ws.models_dir(), weights, &NoProgress)?;
     let mut recognizer = Recognizer::new(cascade, &backbone, head, None, MIN_FACE)?;

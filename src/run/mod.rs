@@ -124,6 +124,16 @@ pub fn load_head(store: &RunStore, ws: &Workspace, run_id: &str) -> Result<Train
     TrainedHead::load(&dir)
 }
 
+/// [`load_head`] for a caller without an open store: the store is opened only when the run's
+/// folder lacks the head.
+pub fn load_head_in(ws: &Workspace, run_id: &str) -> Result<TrainedHead> {
+    let dir = ws.run_dir(run_id);
+    if dir.join(HEAD_FILE).is_file() {
+        return TrainedHead::load(&dir);
+    }
+    load_head(&open_store(ws)?, ws, run_id)
+}
+
 /// The images a run was tested on, from its recorded config and the dataset as it is now (see
 /// [`ExperimentData::evaluation_images`]).
 pub fn test_images(ws: &Workspace, run: &RunRecord) -> Result<Vec<PathBuf>> {
@@ -276,7 +286,7 @@ pub fn train_prepared(
     let test_accuracy = judgement.test_accuracy;
     // A shared store keeps the head, so the run predicts on any machine that reaches it.
     let head = if store.lock().is_shared() {
-        Some(model::stored_head(&model_dir)?)
+        Some(model::stored_head(&outcome.params, &meta)?)
     } else {
         None
     };

@@ -433,14 +433,23 @@ impl RunStore {
     /// Runs `f` in one transaction: all of its writes land, or none. Nested calls are
     /// savepoints (a bulk import can wrap calls that are transactions of their own).
     pub fn in_transaction<T>(&self, f: impl FnOnce(&RunStore) -> Result<T>) -> Result<T> {
-        self.db.begin().map_err(self.err())?;
+        self.bracketed((Db::begin, Db::commit, Db::rollback), f)
+    }
+
+    /// Runs `f` between `begin` and `commit`, or `rollback` when it fails.
+    fn bracketed<T>(
+        &self,
+        (begin, commit, rollback): (DbStep, DbStep, DbStep),
+        f: impl FnOnce(&RunStore) -> Result<T>,
+    ) -> Result<T> {
+        begin(&self.db).map_err(self.err())?;
         match f(self) {
             Ok(value) => {
-                self.db.commit().map_err(self.err())?;
+                commit(&self.db).map_err(self.err())?;
                 Ok(value)
             }
             Err(e) => {
-                let _ = self.db.rollback();
+                let _ = rollback(&self.db);
                 Err(e)
             }
         }
@@ -471,6 +480,9 @@ fn enter_wal_mode(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
 }
+
+/// One step of a transaction's life on a connection (begin, commit or rollback).
+type DbStep = fn(&Db) -> std::result::Result<(), DbError>;
 
 /// A run's row as [`RunStore::query_runs`] selects it.
 fn run_record(r: &Row) -> RunRecord {

@@ -9,7 +9,7 @@
 //! deleted and the trial runs again. Only the worker holding a claim can heartbeat or complete
 //! it, so a trial ends `done` exactly once. Times are the database's clock, never a worker's.
 
-use super::db::{args, Value};
+use super::db::{args, Db, Value};
 use super::RunStore;
 use crate::error::Result;
 
@@ -220,17 +220,7 @@ impl RunStore {
     /// Runs `f` in a transaction that holds SQLite's write lock from its start (see
     /// [`super::db::Db::begin_write`]); never nested.
     fn in_write_transaction<T>(&self, f: impl FnOnce(&RunStore) -> Result<T>) -> Result<T> {
-        self.db.begin_write().map_err(self.err())?;
-        match f(self) {
-            Ok(value) => {
-                self.db.commit_write().map_err(self.err())?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self.db.rollback_write();
-                Err(e)
-            }
-        }
+        self.bracketed((Db::begin_write, Db::commit_write, Db::rollback_write), f)
     }
 }
 
