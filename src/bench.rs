@@ -5,7 +5,7 @@ pub mod store;
 
 use std::time::Instant;
 
-use crate::backbone::Backbone;
+use crate::backbone::MobileNet;
 use crate::image_prep::INPUT_SIZE;
 
 /// Backbone throughput at one batch size.
@@ -20,7 +20,7 @@ pub struct BackboneBench {
 const WARMUP_RUNS: usize = 3;
 
 /// Times `backbone` on random inputs: median of `runs` timed batches after warm-up.
-pub fn backbone(backbone: &Backbone, batch: usize, runs: usize) -> BackboneBench {
+pub fn backbone(backbone: &MobileNet, batch: usize, runs: usize) -> BackboneBench {
     let inputs: Vec<Vec<f32>> = (0..batch)
         .map(|i| pseudo_normal(3 * INPUT_SIZE * INPUT_SIZE, i as u64))
         .collect();

@@ -1,6 +1,6 @@
 //! The on-disk feature cache and the extraction that fills it. An entry is keyed by the image's
-//! content hash, the weights' hash, the preprocessing (resize mode and input size) and an
-//! augmentation variant (0 = the image as it is), so renaming or moving an image still hits,
+//! content hash, the backbone's identity (its weights' hash), the preprocessing (resize mode
+//! and input size) and an augmentation variant (0 = the image as it is), so renaming or moving an image still hits,
 //! editing it misses, and new weights or preprocessing never reuse stale features.
 //!
 //! Entry file: `FLF1`, dimension (u32 LE), blake3 of the payload (32 bytes), then the features as
@@ -15,17 +15,17 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::augment::{self, Transform};
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, BackboneInput};
 use crate::config::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::{limits, read_limited};
-use crate::image_prep::{self, PreparedImage, ResizeMode, INPUT_SIZE};
+use crate::image_prep::{self, ResizeMode};
 use crate::progress::Progress;
 
 const MAGIC: &[u8; 4] = b"FLF1";
 const HEADER_LEN: usize = 4 + 4 + 32;
 /// No entry is larger than a header and this many features.
-const ENTRY_LIMIT: u64 = (HEADER_LEN + 4 * crate::backbone::FEATURE_DIM) as u64;
+const ENTRY_LIMIT: u64 = (HEADER_LEN + 4 * crate::backbone::MAX_FEATURE_DIM) as u64;
 /// Images run through the backbone together: enough to keep both cores busy.
 const EXTRACT_BATCH: usize = 32;
 
@@ -248,7 +248,7 @@ pub fn extract_requests(
             }
             report.content[i] = Some(key.content);
             match cache.get(&key) {
-                Lookup::Hit(f) if f.len() == crate::backbone::FEATURE_DIM => {
+                Lookup::Hit(f) if f.len() == backbone.feature_dim() => {
                     report.features[i] = Some(f);
                     report.cached += 1;
                     progress.advance(1);
@@ -278,11 +278,11 @@ pub fn extract_requests(
 type FileRead = std::result::Result<Arc<SourceFile>, String>;
 
 /// An image file's bytes, its unaugmented cache key, and (made on first use, by whichever
-/// thread needs it first) the image at the input size, which every copy starts from.
+/// thread needs it first) the backbone's base image, which every copy starts from.
 struct SourceFile {
     bytes: Vec<u8>,
     key: FeatureKey,
-    square: OnceLock<std::result::Result<RgbImage, String>>,
+    base: OnceLock<std::result::Result<RgbImage, String>>,
 }
 
 impl SourceFile {
@@ -290,16 +290,22 @@ impl SourceFile {
         SourceFile {
             bytes,
             key,
-            square: OnceLock::new(),
+            base: OnceLock::new(),
         }
     }
 
-    /// The decoded image resized to the backbone's input, decoded once however many copies ask.
-    fn square(&self, path: &Path, resize: ResizeMode) -> std::result::Result<&RgbImage, String> {
-        self.square
+    /// The decoded image made the backbone's base image (see [`Backbone::base_image`]),
+    /// decoded once however many copies ask.
+    fn base(
+        &self,
+        backbone: &Backbone,
+        path: &Path,
+        resize: ResizeMode,
+    ) -> std::result::Result<&RgbImage, String> {
+        self.base
             .get_or_init(|| {
                 image_prep::decode(path, &self.bytes)
-                    .map(|image| image_prep::to_input_size(&image, resize))
+                    .map(|image| backbone.base_image(image, resize))
                     .map_err(|e| e.reason())
             })
             .as_ref()
@@ -321,10 +327,13 @@ fn compute_misses(
     let prepared: Vec<(
         usize,
         &FeatureKey,
-        std::result::Result<PreparedImage, String>,
+        std::result::Result<BackboneInput, String>,
     )> = misses
         .par_iter()
-        .map(|(i, key, file)| (*i, key, prepare_request(&requests[*i], file, resize)))
+        .map(|(i, key, file)| {
+            let input = prepare_request(backbone, &requests[*i], file, resize);
+            (*i, key, input)
+        })
         .collect();
     let mut ok = Vec::new();
     for (i, key, image) in prepared {
@@ -339,7 +348,7 @@ fn compute_misses(
             }
         }
     }
-    let inputs: Vec<&PreparedImage> = ok.iter().map(|(_, _, im)| im).collect();
+    let inputs: Vec<&BackboneInput> = ok.iter().map(|(_, _, im)| im).collect();
     for ((i, key, _), features) in ok.iter().zip(backbone.features(&inputs)) {
         cache.put(key, &features)?;
         report.features[*i] = Some(features);
@@ -349,22 +358,25 @@ fn compute_misses(
     Ok(())
 }
 
-/// The backbone input of one request: the file at the input size, transformed when the request
-/// is an augmented copy (Keras's order: resize, then augment), then normalised.
+/// The backbone input of one request: the file's base image (MobileNetV2's: at the input
+/// size), transformed when the request is an augmented copy (Keras's order: resize, then
+/// augment), then made the network's input.
 fn prepare_request(
+    backbone: &Backbone,
     request: &FeatureRequest,
     file: &SourceFile,
     resize: ResizeMode,
-) -> std::result::Result<PreparedImage, String> {
-    let square = file.square(&request.path, resize)?;
+) -> std::result::Result<BackboneInput, String> {
+    let base = file.base(backbone, &request.path, resize)?;
     Ok(match &request.augment {
         Some(a) => {
-            let side = INPUT_SIZE as u32;
-            let transform = Transform::draw(a.spec, a.seed, &file.key.content, a.copy, side, side);
-            image_prep::normalise(&transform.apply(square))
+            let (width, height) = base.dimensions();
+            let transform =
+                Transform::draw(a.spec, a.seed, &file.key.content, a.copy, height, width);
+            backbone.input(&transform.apply(base))
         }
-        None if request.mirror => image_prep::normalise(&image::imageops::flip_horizontal(square)),
-        None => image_prep::normalise(square),
+        None if request.mirror => backbone.input(&image::imageops::flip_horizontal(base)),
+        None => backbone.input(base),
     })
 }
 
@@ -374,7 +386,7 @@ pub fn key_for(backbone: &Backbone, image_bytes: &[u8], resize: ResizeMode) -> F
         content: blake3::hash(image_bytes),
         weights_sha256: backbone.weights_sha256().to_owned(),
         resize,
-        input_size: INPUT_SIZE,
+        input_size: backbone.input_size(),
         variant: 0,
     }
 }
@@ -387,6 +399,7 @@ pub fn cache_dir(models_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image_prep::INPUT_SIZE;
 
     fn key(content: &[u8], variant: u32) -> FeatureKey {
         FeatureKey {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, Backbones};
 use crate::config::Experiment;
 use crate::dataset::ExperimentData;
 use crate::error::Result;
@@ -74,7 +74,7 @@ pub fn spawn_training(
     std::thread::spawn(move || {
         let result = guarded(|| -> Result<RunSummary> {
             let experiment = Experiment::load(&ws.root().join(&experiment))?;
-            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
+            let backbones = Backbones::new(&ws.models_dir(), weights.as_deref());
             {
                 let progress = ChannelProgress {
                     tx: Mutex::new(tx.clone()),
@@ -88,7 +88,7 @@ pub fn spawn_training(
                 run::train_experiment(
                     &ws,
                     &experiment,
-                    &backbone,
+                    &backbones,
                     memory_limit,
                     &progress,
                     &mut events,
@@ -183,12 +183,12 @@ pub fn spawn_sweep(
     std::thread::spawn(move || {
         let result = guarded(|| -> Result<SweepOutcome> {
             let sweep = Sweep::load(&ws.root().join(&file))?;
-            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
+            let backbones = Backbones::new(&ws.models_dir(), weights.as_deref());
             let events = ChannelSweepEvents {
                 tx: Mutex::new(tx.clone()),
                 cancel,
             };
-            run_sweep(&ws, &sweep, &backbone, memory_limit, &NoProgress, &events)
+            run_sweep(&ws, &sweep, &backbones, memory_limit, &NoProgress, &events)
         });
         let _ = tx.send(SweepEvent::Finished(result));
     });
@@ -239,7 +239,12 @@ pub fn spawn_prediction(
     std::thread::spawn(move || {
         let result = guarded(|| -> Result<Prediction> {
             let head = run::load_head_in(&ws, &run_id)?;
-            let backbone = Backbone::obtain(&ws.models_dir(), weights.as_deref(), &NoProgress)?;
+            let backbone = Backbone::obtain(
+                head.meta.backbone,
+                &ws.models_dir(),
+                weights.as_deref(),
+                &NoProgress,
+            )?;
             let cache = FeatureCache::new(ws.feature_cache_dir());
             let (mut predictions, skipped) = predict::predict(
                 &backbone,
@@ -461,6 +466,7 @@ mod tests {
             labels: vec!["a".into(), "b".into()],
             resize: crate::image_prep::ResizeMode::Squash,
             l2_normalize: false,
+            backbone: crate::backbone::BackboneKind::MobilenetV2,
             weights_sha256: "w".into(),
             flip_average: false,
             open_set: None,

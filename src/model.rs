@@ -10,7 +10,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::FEATURE_DIM;
+use crate::backbone::{Backbone, BackboneKind, FEATURE_DIM};
 use crate::error::{Error, Result};
 use crate::image_prep::ResizeMode;
 use crate::store::StoredHead;
@@ -30,6 +30,9 @@ pub struct HeadMeta {
     pub labels: Vec<String>,
     pub resize: ResizeMode,
     pub l2_normalize: bool,
+    /// The backbone whose features the head takes (heads from before the key: MobileNetV2).
+    #[serde(default, skip_serializing_if = "BackboneKind::is_default")]
+    pub backbone: BackboneKind,
     pub weights_sha256: String,
     /// Features are the mean of the image's and its mirror image's (`predict.flip_average`).
     #[serde(default)]
@@ -64,6 +67,7 @@ impl TrainedHead {
                 labels: (1..=classes).map(|c| format!("s{c:02}")).collect(),
                 resize: ResizeMode::Squash,
                 l2_normalize: true,
+                backbone: BackboneKind::MobilenetV2,
                 weights_sha256: weights_sha256.to_owned(),
                 flip_average: false,
                 open_set: None,
@@ -79,16 +83,39 @@ impl TrainedHead {
         let head_path = dir.join(HEAD_FILE);
         let params = load_params(&head_path)?;
         check_meta(&meta, &params).map_err(|why| head_error(&meta_path, why))?;
-        if params.inputs() != FEATURE_DIM {
+        let features = meta.backbone.feature_dim();
+        if params.inputs() != features {
             return Err(head_error(
                 &head_path,
                 format!(
-                    "the first layer takes {} inputs; the backbone gives {FEATURE_DIM}",
-                    params.inputs()
+                    "the first layer takes {} inputs; the backbone {} gives {features}",
+                    params.inputs(),
+                    meta.backbone.name()
                 ),
             ));
         }
         Ok(TrainedHead { params, meta })
+    }
+}
+
+impl TrainedHead {
+    /// Whether `backbone` makes the features this head was trained on.
+    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
+        if backbone.kind() != self.meta.backbone {
+            return Err(Error::InvalidArgument(format!(
+                "this head takes {} features but {} is loaded",
+                self.meta.backbone.name(),
+                backbone.kind().name()
+            )));
+        }
+        if backbone.weights_sha256() != self.meta.weights_sha256 {
+            return Err(Error::InvalidArgument(format!(
+                "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
+                self.meta.weights_sha256,
+                backbone.weights_sha256()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -276,6 +303,7 @@ mod tests {
             labels: vec!["Ann".into(), "b".into(), "c".into()],
             resize: ResizeMode::Squash,
             l2_normalize: true,
+            backbone: BackboneKind::MobilenetV2,
             weights_sha256: "w".into(),
             flip_average: false,
             open_set: Some(OpenSetThreshold {

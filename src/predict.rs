@@ -61,13 +61,7 @@ pub fn predict(
     threshold: Option<f64>,
     progress: &dyn Progress,
 ) -> Result<(Vec<Prediction>, Skipped)> {
-    if backbone.weights_sha256() != head.meta.weights_sha256 {
-        return Err(Error::InvalidArgument(format!(
-            "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
-            head.meta.weights_sha256,
-            backbone.weights_sha256()
-        )));
-    }
+    head.check_backbone(backbone)?;
     let threshold = threshold.or(head.meta.open_set.map(|o| o.threshold));
     let (features, skipped) = features_of(backbone, cache, paths, head, progress)?;
     let runner = HeadRunner::new(0, 0.0);

@@ -25,8 +25,7 @@ use crate::backbone::Backbone;
 use crate::capture::cascade::{to_gray, Cascade, DetectParams, Rect};
 use crate::capture::quality::Thumbnail;
 use crate::capture::session::crop_square;
-use crate::error::{Error, Result};
-use crate::image_prep;
+use crate::error::Result;
 use crate::model::TrainedHead;
 use crate::train::head::{acceptance_of, HeadRunner};
 use crate::train::l2_normalize_row;
@@ -247,13 +246,7 @@ impl<'a> Recognizer<'a> {
         threshold: Option<f64>,
         min_size: u32,
     ) -> Result<Self> {
-        if backbone.weights_sha256() != head.meta.weights_sha256 {
-            return Err(Error::InvalidArgument(format!(
-                "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
-                head.meta.weights_sha256,
-                backbone.weights_sha256()
-            )));
-        }
+        head.check_backbone(backbone)?;
         Ok(Recognizer {
             cascade,
             detect: DetectParams {
@@ -348,13 +341,16 @@ impl<'a> Recognizer<'a> {
         let resize = self.head.meta.resize;
         let prepared: Vec<_> = crops
             .iter()
-            .map(|c| image_prep::prepare(c, resize))
+            .map(|c| self.backbone.prepare(c, resize))
             .collect();
         let mut rows = self.backbone.features(&prepared.iter().collect::<Vec<_>>());
         if self.head.meta.flip_average {
             let mirrored: Vec<_> = crops
                 .iter()
-                .map(|c| image_prep::prepare(&image::imageops::flip_horizontal(*c), resize))
+                .map(|c| {
+                    self.backbone
+                        .prepare(&image::imageops::flip_horizontal(*c), resize)
+                })
                 .collect();
             let flipped = self.backbone.features(&mirrored.iter().collect::<Vec<_>>());
             for (row, other) in rows.iter_mut().zip(flipped) {

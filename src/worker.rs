@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backbone::Backbone;
+use crate::backbone::Backbones;
 use crate::error::{Error, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::run;
@@ -51,11 +51,11 @@ pub struct Enqueued {
 pub fn enqueue(
     ws: &Workspace,
     sweep: &Sweep,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     progress: &dyn Progress,
 ) -> Result<Enqueued> {
-    let base = run::prepare(ws, &sweep.base, backbone, memory_limit, progress)?;
+    let base = run::prepare(ws, &sweep.base, backbones, memory_limit, progress)?;
     let sweep_id = sweep.id(&base.dataset_hash);
     let store = run::open_store(ws)?;
     let total = sweep.total_trials();
@@ -142,7 +142,7 @@ pub fn worker_name() -> String {
 /// Claims and runs trials until `options` says stop or `events` cancels.
 pub fn run_worker(
     ws: &Workspace,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     options: &WorkerOptions,
     events: &dyn WorkerEvents,
@@ -175,7 +175,7 @@ pub fn run_worker(
             if sweeps.contains_key(id) {
                 continue;
             }
-            let accepted = accept(ws, &store, backbone, memory_limit, id)?;
+            let accepted = accept(ws, &store, backbones, memory_limit, id)?;
             if let Err(why) = &accepted {
                 events.refused(id, why);
                 outcome.refused.push(id.clone());
@@ -216,7 +216,7 @@ pub fn run_worker(
             ws,
             sweep,
             claim.sweep_id.clone(),
-            backbone,
+            backbones,
             memory_limit,
             &store,
             base.clone(),
@@ -232,13 +232,13 @@ pub fn run_worker(
 fn accept(
     ws: &Workspace,
     store: &SharedStore,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     sweep_id: &str,
 ) -> Result<std::result::Result<(Sweep, Arc<run::PreparedData>), String>> {
     let record = store.lock().sweep(sweep_id)?;
     let sweep = Sweep::from_record(&record)?;
-    let prepared = match run::prepare(ws, &sweep.base, backbone, memory_limit, &NoProgress) {
+    let prepared = match run::prepare(ws, &sweep.base, backbones, memory_limit, &NoProgress) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(Err(format!("its dataset does not load here: {e}"))),
     };

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use facelab::backbone::{pth, Backbone, Isa, FEATURE_DIM};
+use facelab::backbone::{pth, Isa, MobileNet, FEATURE_DIM};
 use facelab::image_prep::{self, ResizeMode};
 
 #[test]
@@ -18,7 +18,7 @@ fn weights_file_has_torchvisions_314_tensors() {
 
 #[test]
 fn features_from_reference_inputs_match_pytorch() {
-    let backbone = Backbone::load(&weights_path()).unwrap();
+    let backbone = MobileNet::load(&weights_path()).unwrap();
     for name in ["chelsea", "astronaut"] {
         let input = read_npy(&reference(&format!("input_{name}.npy")));
         let expected = read_npy(&reference(&format!("features_{name}.npy")));
@@ -33,8 +33,8 @@ fn features_from_reference_inputs_match_pytorch() {
 #[test]
 fn batched_single_and_portable_paths_agree() {
     let path = weights_path();
-    let fast = Backbone::load(&path).unwrap();
-    let portable = Backbone::load_with_isa(&path, Isa::Portable).unwrap();
+    let fast = MobileNet::load(&path).unwrap();
+    let portable = MobileNet::load_with_isa(&path, Isa::Portable).unwrap();
     let a = read_npy(&reference("input_chelsea.npy"));
     let b = read_npy(&reference("input_astronaut.npy"));
     let batched = fast.features_chw(&[&a, &b, &a]);
@@ -47,7 +47,7 @@ fn batched_single_and_portable_paths_agree() {
 
 #[test]
 fn photos_with_center_crop_match_pytorch_features_and_top5() {
-    let backbone = Backbone::load(&weights_path()).unwrap();
+    let backbone = MobileNet::load(&weights_path()).unwrap();
     for (name, top3) in [("chelsea", [285, 282, 281]), ("astronaut", [450, 823, 521])] {
         let path = reference(&format!("{name}.png"));
         let image = image_prep::decode(&path, &std::fs::read(&path).unwrap()).unwrap();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use clap::Subcommand;
+use facelab::backbone::BackboneKind;
 use facelab::bench;
 
 use super::Context;
@@ -46,7 +47,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_688)]
         head_bytes: usize,
     },
-    /// MobileNetV2 features: ms/image at each batch size (median after warm-up).
+    /// Backbone features: ms/image at each batch size (median after warm-up).
     Backbone {
         /// Batch sizes to time.
         #[arg(long, num_args = 1.., default_values_t = [1, 8, 32])]
@@ -56,7 +57,7 @@ pub enum BenchCommand {
         runs: usize,
         /// mobilenet_v2 (224x224 images) or dlib_resnet (150x150 face chips).
         #[arg(long, default_value = "mobilenet_v2")]
-        backbone: String,
+        backbone: BackboneKind,
     },
     /// The TUI: first frame with N runs in the store, and each key's update + redraw.
     Tui {
@@ -130,8 +131,8 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Backbone {
             batch,
             runs,
-            backbone,
-        } if backbone == "dlib_resnet" => {
+            backbone: BackboneKind::DlibResnet,
+        } => {
             let path = facelab::backbone::dlib::weights::obtain(
                 facelab::backbone::dlib::weights::RESNET,
                 None,
@@ -149,11 +150,12 @@ pub fn run(ctx: &Context, what: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        BenchCommand::Backbone { backbone, .. } if backbone != "mobilenet_v2" => {
-            anyhow::bail!("--backbone {backbone:?}: use mobilenet_v2 or dlib_resnet")
-        }
-        BenchCommand::Backbone { batch, runs, .. } => {
-            let backbone = ctx.backbone()?;
+        BenchCommand::Backbone {
+            batch,
+            runs,
+            backbone: BackboneKind::MobilenetV2,
+        } => {
+            let backbone = ctx.mobilenet()?;
             let threads = rayon::current_num_threads();
             for b in batch {
                 let r = bench::backbone(&backbone, b.max(1), runs);
@@ -368,14 +370,14 @@ fn bench_sweep(ctx: &Context, path: &Path, trials: Option<usize>) -> anyhow::Res
     let mut sweep = facelab::sweep::Sweep::load(&file)?;
     sweep.spec.parallel = 1;
     let workspace = facelab::workspace::Workspace::new(dir.path());
-    let backbone = ctx.backbone()?;
+    let backbones = ctx.backbones();
     struct Quiet;
     impl facelab::sweep::SweepEvents for Quiet {}
     let start = Instant::now();
     let outcome = facelab::sweep::run_sweep(
         &workspace,
         &sweep,
-        &backbone,
+        &backbones,
         ctx.memory_limit,
         &facelab::progress::NoProgress,
         &Quiet,
@@ -411,14 +413,19 @@ fn bench_recognize(
     cascade: Option<&Path>,
 ) -> anyhow::Result<()> {
     use facelab::capture::cascade::{obtain_face_cascade, Cascade};
-    let backbone = ctx.backbone()?;
-    let head = match run {
+    let (head, backbone) = match run {
         Some(id) => {
             let store = facelab::run::open_store(&ctx.workspace)?;
             let record = store.run(id)?;
-            facelab::run::load_head(&store, &ctx.workspace, &record.id)?
+            let head = facelab::run::load_head(&store, &ctx.workspace, &record.id)?;
+            let backbone = ctx.backbone(head.meta.backbone)?;
+            (head, backbone)
         }
-        None => facelab::model::TrainedHead::random_for_bench(backbone.weights_sha256(), 4),
+        None => {
+            let backbone = ctx.backbone(BackboneKind::MobilenetV2)?;
+            let head = facelab::model::TrainedHead::random_for_bench(backbone.weights_sha256(), 4);
+            (head, backbone)
+        }
     };
     let cascade = Cascade::load(&obtain_face_cascade(cascade, &ctx.workspace.models_dir())?)?;
     let frames: Vec<image::RgbImage> = facelab::dataset::list_images(dir)?

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use facelab::backbone::BackboneKind;
 use facelab::dataset;
 use facelab::features::{self, FeatureCache};
 use facelab::image_prep::ResizeMode;
@@ -10,12 +11,18 @@ use facelab::image_prep::ResizeMode;
 use super::progress::Bar;
 use super::Context;
 
-pub fn run(ctx: &Context, dir: Option<PathBuf>, resize: ResizeMode) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    dir: Option<PathBuf>,
+    resize: ResizeMode,
+    kind: BackboneKind,
+) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| ctx.workspace.facedata_dir());
     let listing = dataset::list_images(&dir)?;
-    let backbone = ctx.backbone()?;
+    let backbone = ctx.backbone(kind)?;
     println!(
-        "Backbone: MobileNetV2, ImageNet weights sha256 {}",
+        "Backbone: {}, weights {}",
+        kind.name(),
         backbone.weights_sha256()
     );
     for other in &listing.others {

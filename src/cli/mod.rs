@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use facelab::backbone::Backbone;
+use facelab::backbone::{Backbone, BackboneKind, Backbones, MobileNet};
 use facelab::image_prep::ResizeMode;
 use facelab::workspace::Workspace;
 
@@ -110,7 +110,8 @@ enum SweepCommand {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the 1280 MobileNetV2 features of images, one JSON object per line.
+    /// Print the features of images (1280 from MobileNetV2, 128 from dlib_resnet), one JSON
+    /// object per line.
     Embed {
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -122,14 +123,17 @@ enum Command {
         top5: bool,
         /// mobilenet_v2 (ImageNet features, 1280) or dlib_resnet (dlib's face descriptor, 128:
         /// the largest face the Haar cascade finds, else the whole image as a capture crop).
-        #[arg(long, default_value = "mobilenet_v2", value_parser = ["mobilenet_v2", "dlib_resnet"])]
-        backbone: String,
+        #[arg(long, default_value = "mobilenet_v2")]
+        backbone: BackboneKind,
     },
     /// Extract and cache the features of every image under a folder (default: facedata/).
     Features {
         dir: Option<PathBuf>,
         #[arg(long, default_value = "squash")]
         resize: ResizeMode,
+        /// mobilenet_v2 or dlib_resnet (what an experiment's `backbone:` would use).
+        #[arg(long, default_value = "mobilenet_v2")]
+        backbone: BackboneKind,
     },
     /// Train a head as an experiment file describes; records the run in facelab.db.
     Train {
@@ -291,16 +295,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Embed {
             images,
-            backbone,
-            ..
-        } if backbone == "dlib_resnet" => embed::run_dlib(&context, &images),
-        Command::Embed {
-            images,
             resize,
             top5,
-            ..
+            backbone: BackboneKind::MobilenetV2,
         } => embed::run(&context, &images, resize, top5),
-        Command::Features { dir, resize } => features::run(&context, dir, resize),
+        Command::Embed { top5: true, .. } => {
+            anyhow::bail!("--top5 is MobileNetV2's ImageNet classes: drop it, or use --backbone mobilenet_v2")
+        }
+        Command::Embed {
+            images,
+            backbone: BackboneKind::DlibResnet,
+            ..
+        } => embed::run_dlib(&context, &images),
+        Command::Features {
+            dir,
+            resize,
+            backbone,
+        } => features::run(&context, dir, resize, backbone),
         Command::Bench { what } => bench::run(&context, what),
         Command::Status => status::run(&context),
         Command::Train {
@@ -424,14 +435,30 @@ impl Context {
         )?)
     }
 
-    /// Finds (or fetches) verified weights and loads the backbone.
-    fn backbone(&self) -> anyhow::Result<Backbone> {
+    /// Finds (or fetches) verified weights and loads the backbone of `kind`.
+    fn backbone(&self, kind: BackboneKind) -> anyhow::Result<Backbone> {
         let models_dir = self.workspace.models_dir();
         Ok(Backbone::obtain(
+            kind,
             &models_dir,
             self.weights.as_deref(),
             &progress::Bar::new(),
         )?)
+    }
+
+    /// MobileNetV2 itself, for what only it offers (ImageNet classes, its own benchmark).
+    fn mobilenet(&self) -> anyhow::Result<MobileNet> {
+        let models_dir = self.workspace.models_dir();
+        Ok(MobileNet::obtain(
+            &models_dir,
+            self.weights.as_deref(),
+            &progress::Bar::new(),
+        )?)
+    }
+
+    /// Each backbone loaded when an experiment first asks for it.
+    fn backbones(&self) -> Backbones {
+        Backbones::new(&self.workspace.models_dir(), self.weights.as_deref())
     }
 }
 

@@ -33,7 +33,7 @@ pub fn run(
             images.push(input.clone());
         }
     }
-    let backbone = ctx.backbone()?;
+    let backbone = ctx.backbone(head.meta.backbone)?;
     let cache = FeatureCache::new(ctx.workspace.feature_cache_dir());
     let (predictions, skipped) =
         predict::predict(&backbone, &head, &cache, &images, threshold, &Bar::new())?;

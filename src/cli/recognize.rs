@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: RecognizeArgs) -> anyhow::Result<ExitCode> {
         args.cascade.as_deref(),
         &ctx.workspace.models_dir(),
     )?)?;
-    let backbone = ctx.backbone()?;
+    let backbone = ctx.backbone(head.meta.backbone)?;
     let mut recognizer = Recognizer::new(cascade, &backbone, head, args.threshold, args.min_size)?;
     let stop = super::stop_on_signal()?;
     let mut out = std::io::stdout().lock();

@@ -42,7 +42,7 @@ pub fn resume(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn run_loaded(ctx: &Context, sweep: &Sweep) -> anyhow::Result<ExitCode> {
-    let backbone = ctx.backbone()?;
+    let backbones = ctx.backbones();
     let printer = TrialPrinter {
         metric: sweep.spec.metric.name.as_str(),
         goal: sweep.spec.metric.goal(),
@@ -56,7 +56,7 @@ fn run_loaded(ctx: &Context, sweep: &Sweep) -> anyhow::Result<ExitCode> {
     let outcome = run_sweep(
         &ctx.workspace,
         sweep,
-        &backbone,
+        &backbones,
         ctx.memory_limit,
         &Bar::new(),
         &printer,

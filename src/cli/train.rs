@@ -66,14 +66,14 @@ pub fn run(ctx: &Context, path: &Path, overrides: &[String]) -> anyhow::Result<E
         })
         .collect::<Result<Vec<_>, _>>()?;
     let experiment = Experiment::load_with(path, &overrides)?;
-    let backbone = ctx.backbone()?;
+    let backbones = ctx.backbones();
     let mut events = PrintEpochs {
         epochs: experiment.config.train.epochs,
     };
     let summary = run::train_experiment(
         &ctx.workspace,
         &experiment,
-        &backbone,
+        &backbones,
         ctx.memory_limit,
         &Bar::new(),
         &mut events,

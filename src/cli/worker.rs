@@ -18,11 +18,11 @@ use super::Context;
 /// Queues the sweep a file describes for workers.
 pub fn enqueue(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
     let sweep = Sweep::load(path)?;
-    let backbone = ctx.backbone()?;
+    let backbones = ctx.backbones();
     let queued = worker::enqueue(
         &ctx.workspace,
         &sweep,
-        &backbone,
+        &backbones,
         ctx.memory_limit,
         &Bar::new(),
     )?;
@@ -63,7 +63,7 @@ pub struct WorkerArgs {
 
 /// Claims and runs trials until the queue is idle for `--idle-exit` or `--max-trials` ran.
 pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let backbone = ctx.backbone()?;
+    let backbones = ctx.backbones();
     let grace = Duration::from_secs_f64(args.grace);
     let options = WorkerOptions {
         sweep: args.sweep,
@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let stop = super::stop_on_signal()?;
     let outcome = worker::run_worker(
         &ctx.workspace,
-        &backbone,
+        &backbones,
         ctx.memory_limit,
         &options,
         &Printer { stop },

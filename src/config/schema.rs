@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::BackboneKind;
 use crate::image_prep::ResizeMode;
 
 /// One experiment, as written in its YAML file with every default filled in.
@@ -16,6 +17,10 @@ pub struct ExperimentConfig {
     /// Defaults to the file's stem.
     #[serde(default)]
     pub name: Option<String>,
+    /// Which network makes the features: `mobilenet_v2` (ImageNet, the notebook's) or
+    /// `dlib_resnet` (dlib's face-trained ResNet on aligned faces).
+    #[serde(default, skip_serializing_if = "BackboneKind::is_default")]
+    pub backbone: BackboneKind,
     pub data: DataConfig,
     #[serde(default)]
     pub head: HeadConfig,

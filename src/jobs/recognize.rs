@@ -80,7 +80,7 @@ fn play(
 ) -> Result<u64> {
     let head = crate::run::load_head_in(ws, run_id)?;
     let cascade = Cascade::load(&obtain_face_cascade(None, &ws.models_dir())?)?;
-    let backbone = Backbone::obtain(&ws.models_dir(), weights, &NoProgress)?;
+    let backbone = Backbone::obtain(head.meta.backbone, &ws.models_dir(), weights, &NoProgress)?;
     let mut recognizer = Recognizer::new(cascade, &backbone, head, None, MIN_FACE)?;
     let options = StreamOptions {
         fps: (!source.is_camera()).then_some(FOLDER_FPS),

@@ -12,7 +12,7 @@ mod prepare;
 
 pub use prepare::{prepare, training_sets, PreparedData, TrainingSets};
 
-use crate::backbone::Backbone;
+use crate::backbone::Backbones;
 use crate::config::{Experiment, ExperimentConfig};
 use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
@@ -166,30 +166,27 @@ fn run_is_alive(run_dir: &Path) -> bool {
 pub fn train_experiment(
     ws: &Workspace,
     experiment: &Experiment,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     progress: &dyn Progress,
     events: &mut dyn RunEvents,
 ) -> Result<RunSummary> {
     // Before the features are read: a config that cannot validate fails at once.
     check_validation_available(experiment)?;
-    let prepared = prepare(ws, experiment, backbone, memory_limit, progress)?;
+    let prepared = prepare(ws, experiment, backbones, memory_limit, progress)?;
     let store = SharedStore::new(open_store(ws)?);
     let place = RunPlace {
         ws,
         store: &store,
-        weights_sha256: backbone.weights_sha256(),
         trial: None,
     };
     train_prepared(&place, experiment, &prepared, events)
 }
 
-/// Where a run is recorded: the workspace, the store, the backbone it used and, for a sweep's
-/// trial, which one.
+/// Where a run is recorded: the workspace, the store and, for a sweep's trial, which one.
 pub struct RunPlace<'a> {
     pub ws: &'a Workspace,
     pub store: &'a SharedStore,
-    pub weights_sha256: &'a str,
     pub trial: Option<TrialOf>,
 }
 
@@ -221,7 +218,8 @@ pub fn train_prepared(
         labels: data.labels.clone(),
         resize: config.data.resize,
         l2_normalize: config.head.l2_normalize,
-        weights_sha256: place.weights_sha256.to_owned(),
+        backbone: config.backbone,
+        weights_sha256: prepared.weights_sha256.clone(),
         flip_average: config.predict.flip_average,
         open_set: None,
     };
@@ -232,7 +230,7 @@ pub fn train_prepared(
         config_yaml: experiment.resolved_yaml(),
         config_hash: experiment.config_hash(),
         dataset_hash: prepared.dataset_hash.clone(),
-        weights_hash: place.weights_sha256.to_owned(),
+        weights_hash: prepared.weights_sha256.clone(),
         seed: config.train.seed,
         trial: place.trial.clone(),
     })?;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::backbone::{Backbone, FEATURE_DIM};
+use crate::backbone::{Backbone, Backbones};
 use crate::config::{Experiment, ExperimentConfig, Validation};
 use crate::dataset::{self, ExperimentData, LabeledImage};
 use crate::error::Result;
@@ -28,6 +28,8 @@ pub struct PreparedData {
     pub test: LabeledFeatures,
     /// The strangers' images (`y` indexes `data.stranger_names`).
     pub strangers: LabeledFeatures,
+    /// The identity of the backbone that made the features (see [`Backbone::weights_sha256`]).
+    pub weights_sha256: String,
     /// Hash of the class names and the plain images' contents and roles.
     pub dataset_hash: String,
     /// Images that could not be read, with the reason; runs go on without them.
@@ -37,11 +39,12 @@ pub struct PreparedData {
     pub features_seconds: f64,
 }
 
-/// Lists the dataset, checks the memory estimate and reads (or computes and caches) the features.
+/// Lists the dataset, checks the memory estimate and reads (or computes and caches) the features
+/// with the experiment's backbone.
 pub fn prepare(
     ws: &Workspace,
     experiment: &Experiment,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     progress: &dyn Progress,
 ) -> Result<PreparedData> {
@@ -50,8 +53,9 @@ pub fn prepare(
     let judged = data.test.len() + data.strangers.len();
     memory::check(experiment, data.train.len(), judged, memory_limit)?;
     let dataset_seconds = started.elapsed().as_secs_f64();
+    let backbone = backbones.get(experiment.config.backbone, progress)?;
     let cache = FeatureCache::new(ws.feature_cache_dir());
-    let mut prepared = features_for(experiment, data, backbone, &cache, progress)?;
+    let mut prepared = features_for(experiment, data, &backbone, &cache, progress)?;
     prepared.dataset_seconds = dataset_seconds;
     prepared.features_seconds = started.elapsed().as_secs_f64() - dataset_seconds;
     if prepared.train.is_empty() {
@@ -220,10 +224,11 @@ fn features_for(
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
     }
+    let dim = backbone.feature_dim();
     let (mut train, mut test, mut strangers) = (
-        LabeledFeatures::new(FEATURE_DIM),
-        LabeledFeatures::new(FEATURE_DIM),
-        LabeledFeatures::new(FEATURE_DIM),
+        LabeledFeatures::new(dim),
+        LabeledFeatures::new(dim),
+        LabeledFeatures::new(dim),
     );
     let mut last_judged: Option<Role> = None;
     let (mut train_source, mut train_is_copy) = (Vec::new(), Vec::new());
@@ -272,6 +277,7 @@ fn features_for(
         train_is_copy,
         test,
         strangers,
+        weights_sha256: backbone.weights_sha256().to_owned(),
         dataset_hash: hasher.finalize().to_hex().to_string(),
         skipped: extraction.skipped,
         dataset_seconds: 0.0,
@@ -323,6 +329,7 @@ mod tests {
             train_is_copy,
             test: LabeledFeatures::new(2),
             strangers: LabeledFeatures::new(2),
+            weights_sha256: String::new(),
             dataset_hash: String::new(),
             skipped: Vec::new(),
             dataset_seconds: 0.0,

@@ -19,7 +19,7 @@ use super::space::Params;
 use super::spec::Method;
 use super::trial::{self, TrialTrainer};
 use super::Sweep;
-use crate::backbone::Backbone;
+use crate::backbone::Backbones;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::run;
@@ -78,13 +78,13 @@ pub struct SweepOutcome {
 pub fn run_sweep(
     ws: &Workspace,
     sweep: &Sweep,
-    backbone: &Backbone,
+    backbones: &Backbones,
     memory_limit: u64,
     progress: &dyn Progress,
     events: &dyn SweepEvents,
 ) -> Result<SweepOutcome> {
     let started = std::time::Instant::now();
-    let base = run::prepare(ws, &sweep.base, backbone, memory_limit, progress)?;
+    let base = run::prepare(ws, &sweep.base, backbones, memory_limit, progress)?;
     let prepare_seconds = started.elapsed().as_secs_f64();
     let sweep_id = sweep.id(&base.dataset_hash);
     let store = SharedStore::new(run::open_store(ws)?);
@@ -107,7 +107,7 @@ pub fn run_sweep(
             ws,
             sweep,
             sweep_id.clone(),
-            backbone,
+            backbones,
             memory_limit,
             &store,
             std::sync::Arc::new(base),

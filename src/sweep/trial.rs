@@ -12,7 +12,7 @@ use super::space::{params_hash, Params};
 use super::spec::{Method, SweepMetric};
 use super::tpe::{self, Observation};
 use super::{MedianPruner, Sweep, SweepEvents, TrialOutcome};
-use crate::backbone::Backbone;
+use crate::backbone::Backbones;
 use crate::config::Experiment;
 use crate::dataset::ExperimentData;
 use crate::error::{Error, Result};
@@ -105,7 +105,8 @@ pub fn finished_curves(
 /// The parts of an experiment its features depend on; trials that agree share features.
 fn features_key(experiment: &Experiment) -> String {
     let c = &experiment.config;
-    serde_json::to_string(&(&c.data, &c.augment, c.augment_seed())).expect("configs serialise")
+    serde_json::to_string(&(c.backbone, &c.data, &c.augment, c.augment_seed()))
+        .expect("configs serialise")
 }
 
 /// Trains a sweep's trials in one workspace, sharing prepared features between trials whose
@@ -114,7 +115,7 @@ pub struct TrialTrainer<'a> {
     pub ws: &'a Workspace,
     pub sweep: &'a Sweep,
     pub sweep_id: String,
-    pub backbone: &'a Backbone,
+    pub backbones: &'a Backbones,
     pub memory_limit: u64,
     pub store: &'a SharedStore,
     features: Mutex<HashMap<String, Arc<PreparedData>>>,
@@ -126,7 +127,7 @@ impl<'a> TrialTrainer<'a> {
         ws: &'a Workspace,
         sweep: &'a Sweep,
         sweep_id: String,
-        backbone: &'a Backbone,
+        backbones: &'a Backbones,
         memory_limit: u64,
         store: &'a SharedStore,
         base: Arc<PreparedData>,
@@ -135,7 +136,7 @@ impl<'a> TrialTrainer<'a> {
             ws,
             sweep,
             sweep_id,
-            backbone,
+            backbones,
             memory_limit,
             store,
             features: Mutex::new(HashMap::from([(features_key(&sweep.base), base)])),
@@ -151,7 +152,7 @@ impl<'a> TrialTrainer<'a> {
         let prepared = Arc::new(run::prepare(
             self.ws,
             experiment,
-            self.backbone,
+            self.backbones,
             self.memory_limit,
             &NoProgress,
         )?);
@@ -189,7 +190,6 @@ impl<'a> TrialTrainer<'a> {
         let place = RunPlace {
             ws: self.ws,
             store: self.store,
-            weights_sha256: self.backbone.weights_sha256(),
             trial: Some(TrialOf {
                 sweep_id: self.sweep_id.clone(),
                 number,

@@ -8,7 +8,6 @@
 //! of the validation pass, and a fixed allowance for the backbone and its buffers (75 MB
 //! measured at batch 32, rounded up).
 
-use crate::backbone::FEATURE_DIM;
 use crate::config::{Experiment, OptimizerConfig};
 use crate::error::Result;
 
@@ -44,8 +43,9 @@ pub fn estimate(
         .saturating_mul(1 + c.augment.copies as u64)
         .saturating_add(test_images as u64);
     // Each row: its features twice (extraction, training matrix), its request and label.
-    let features = rows.saturating_mul(2 * FEATURE_DIM as u64 * F32 + 160);
-    let widths: Vec<u64> = std::iter::once(FEATURE_DIM)
+    let dim = c.backbone.feature_dim();
+    let features = rows.saturating_mul(2 * dim as u64 * F32 + 160);
+    let widths: Vec<u64> = std::iter::once(dim)
         .chain(c.head.hidden.iter().copied())
         .map(|w| w as u64)
         .chain([2])

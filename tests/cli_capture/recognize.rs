@@ -236,11 +236,11 @@ fn bad_sources_and_runs_are_one_clear_line() {
 
 #[test]
 fn a_static_frame_reuses_its_tracks_features_and_a_new_crop_does_not() {
-    use facelab::backbone::Backbone;
+    use facelab::backbone::{Backbone, MobileNet};
     use facelab::model::TrainedHead;
     use facelab::recognize::Recognizer;
 
-    let backbone = Backbone::load(&super::common::weights_path()).unwrap();
+    let backbone = Backbone::MobileNet(MobileNet::load(&super::common::weights_path()).unwrap());
     let head = TrainedHead::random_for_bench(backbone.weights_sha256(), 4);
     let cascade = Cascade::load(&find_face_cascade(None).unwrap()).unwrap();
     let mut recognizer = Recognizer::new(cascade, &backbone, head, None, 80).unwrap();
