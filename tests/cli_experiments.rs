@@ -162,7 +162,7 @@ fn every_bad_config_fixture_gets_its_clear_error_and_exit_code_2() {
         &ws.path().join("facedata/solo/s01"),
     );
     let fixtures = repo_root().join("tests/fixtures/bad_configs");
-    let cases: [(&str, &[&str]); 15] = [
+    let cases: [(&str, &[&str]); 16] = [
         ("yaml_syntax.yaml", &["yaml_syntax.yaml:", "line"]),
         ("unknown_key.yaml", &["unknown_key.yaml:3", "epocs"]),
         (
@@ -218,6 +218,15 @@ fn every_bad_config_fixture_gets_its_clear_error_and_exit_code_2() {
         (
             "unknown_head_type.yaml",
             &["unknown_head_type.yaml:3", "arcface"],
+        ),
+        (
+            "unknown_backbone.yaml",
+            &[
+                "unknown_backbone.yaml:3",
+                "resnet50",
+                "mobilenet_v2",
+                "dlib_resnet",
+            ],
         ),
     ];
     for (file, expected) in cases {

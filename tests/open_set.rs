@@ -6,24 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{facelab, orl_workspace, orl_workspace_with_strangers, repo_root, stdout_of};
+use common::{
+    facelab, orl_workspace, orl_workspace_with_strangers, repo_root, stdout_of, train_and_show,
+};
 use serde_json::Value;
-
-/// Trains `experiment` (a file or `--set` overrides of one) and returns `show --json` of the run.
-fn train_and_show(ws: &Path, experiment: &Path, overrides: &[&str]) -> Value {
-    let mut train = facelab(ws);
-    train.arg("train").arg(experiment);
-    for o in overrides {
-        train.args(["--set", o]);
-    }
-    let out = stdout_of(&mut train);
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split([' ', ':']).next())
-        .unwrap_or_else(|| panic!("no run id in:\n{out}"))
-        .to_owned();
-    serde_json::from_str(&stdout_of(facelab(ws).args(["show", &id, "--json"]))).unwrap()
-}
 
 fn write_experiment(ws: &Path, name: &str, head: &str, train: &str) -> std::path::PathBuf {
     let path = ws.join(format!("{name}.yaml"));

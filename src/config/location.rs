@@ -10,6 +10,26 @@ pub(super) fn yaml_error_key(e: &serde_norway::Error) -> String {
     }
 }
 
+/// The parser's message without what the error already says: the key path it starts with and
+/// the "at line L column C" it ends with.
+pub(super) fn yaml_error_message(e: &serde_norway::Error) -> String {
+    let text = e.to_string();
+    let key = yaml_error_key(e);
+    let message = text
+        .strip_prefix(&format!("{key}: "))
+        .unwrap_or(&text)
+        .to_owned();
+    let ends_with_position = |at: usize| {
+        message[at + " at line ".len()..]
+            .split(" column ")
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match message.rfind(" at line ") {
+        Some(at) if ends_with_position(at) => message[..at].to_owned(),
+        _ => message,
+    }
+}
+
 /// The 1-based line where a dotted key path (`train.optimizer.lr`, `head.hidden[0]`) is written:
 /// each key is looked for below its parent, at line start or inside a flow mapping.
 pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {

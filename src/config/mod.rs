@@ -82,7 +82,7 @@ impl Experiment {
             path: path.to_owned(),
             line: e.location().map(|l| l.line()),
             key: location::yaml_error_key(&e),
-            message: clip(e.to_string()),
+            message: clip(location::yaml_error_message(&e)),
         };
         let overridden: Vec<String> = overrides.iter().map(|o| o.key.clone()).collect();
         // The file must be valid by itself; what fails after that, an override broke.
@@ -176,7 +176,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str
         path: path.to_owned(),
         line: e.location().map(|l| l.line()),
         key: location::yaml_error_key(&e),
-        message: clip(e.to_string()),
+        message: clip(location::yaml_error_message(&e)),
     })
 }
 
@@ -260,6 +260,26 @@ checkpoint: {monitor: val_loss}
         assert!(
             message.contains("sixteen") || message.contains("invalid type"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_message_says_the_key_and_line_once_and_names_the_choices() {
+        let (line, key, message) = config_error("data: {dir: d}\nbackbone: resnet50\n");
+        assert_eq!((line, key.as_str()), (Some(2), "backbone"));
+        assert!(
+            message.starts_with("unknown variant `resnet50`")
+                && message.contains("`mobilenet_v2` or `dlib_resnet`")
+                && !message.contains("line"),
+            "{message}"
+        );
+        let e = parse("data: {dir: d}\nbackbone: dlib_resnet\n").unwrap();
+        assert_eq!(e.config.backbone, crate::backbone::BackboneKind::DlibResnet);
+        assert!(e.resolved_yaml().contains("backbone: dlib_resnet"));
+        let default = parse("data: {dir: d}\n").unwrap();
+        assert!(
+            !default.resolved_yaml().contains("backbone"),
+            "the default stays out of resolved configs, so their hashes do not change"
         );
     }
 

@@ -173,3 +173,19 @@ pub fn fresh_database() -> Option<String> {
     let (base, _) = url.rsplit_once('/').unwrap();
     Some(format!("{base}/{name}"))
 }
+
+/// Trains `experiment` (a file or `--set` overrides of one) and returns `show --json` of the run.
+pub fn train_and_show(ws: &Path, experiment: &Path, overrides: &[&str]) -> serde_json::Value {
+    let mut train = facelab(ws);
+    train.arg("train").arg(experiment);
+    for o in overrides {
+        train.args(["--set", o]);
+    }
+    let out = stdout_of(&mut train);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split([' ', ':']).next())
+        .unwrap_or_else(|| panic!("no run id in:\n{out}"))
+        .to_owned();
+    serde_json::from_str(&stdout_of(facelab(ws).args(["show", &id, "--json"]))).unwrap()
+}
