@@ -54,6 +54,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         },
     };
     println!("  weights:   {weights}");
+    println!("  dlib:      {}", dlib_models(&models_dir));
     let cached = walkdir::WalkDir::new(ws.feature_cache_dir())
         .into_iter()
         .filter_map(Result::ok)
@@ -66,4 +67,16 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         println!("Next: `facelab train experiments/seed.yaml` (or `facelab` for the terminal UI).");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where dlib's two model files (for `backbone: dlib_resnet`) are, if on this machine.
+fn dlib_models(models_dir: &std::path::Path) -> String {
+    use facelab::backbone::dlib::weights::{find, RESNET, SHAPE_PREDICTOR};
+    match (find(RESNET, models_dir), find(SHAPE_PREDICTOR, models_dir)) {
+        (Ok(net), Ok(_)) => format!(
+            "{} (cached, with the shape predictor)",
+            crate::text::path(&net)
+        ),
+        _ => "not fetched yet (fetched on first use of `backbone: dlib_resnet`)".to_owned(),
+    }
 }

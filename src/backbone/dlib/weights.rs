@@ -54,12 +54,9 @@ pub fn obtain(
     }
     let cache = user_cache_dir();
     let mut attempts = Vec::new();
-    for dir in std::iter::once(models_dir.to_owned()).chain(cache.clone()) {
-        let candidate = dir.join(file.name);
-        match verify(file, &candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
-        }
+    match find(file, models_dir) {
+        Ok(found) => return Ok(found),
+        Err(tried) => attempts.extend(tried),
     }
     let target_dir = cache.unwrap_or_else(|| models_dir.to_owned());
     match fetch_archive(&target_dir, progress) {
@@ -78,6 +75,20 @@ pub fn obtain(
             )))
         }
     }
+}
+
+/// A verified copy of `file` already on this machine (the workspace's `models_dir`, then the
+/// per-user cache), or what each place held instead.
+pub fn find(file: ModelFile, models_dir: &Path) -> std::result::Result<PathBuf, Vec<String>> {
+    let mut attempts = Vec::new();
+    for dir in std::iter::once(models_dir.to_owned()).chain(user_cache_dir()) {
+        let candidate = dir.join(file.name);
+        match verify(file, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
+        }
+    }
+    Err(attempts)
 }
 
 /// Checks that `path` holds `file` (its sha256).
