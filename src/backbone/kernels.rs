@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 /// Rows of A (pixels) one GEMM tile computes.
-pub(super) const TILE_ROWS: usize = 12;
+pub(crate) const TILE_ROWS: usize = 12;
 /// Rows of the tiles that finish a layer's last, partial tile.
 const SHORT_TILE_ROWS: usize = 4;
 /// Output channels per AVX-512 vector; weights are packed in panels of this width.
@@ -120,6 +120,19 @@ fn groups(n: usize) -> impl Iterator<Item = PanelGroup> {
     })
 }
 
+impl PackedPointwise {
+    /// How many column groups the weights are packed in (see [`pointwise_groups`]).
+    pub fn group_count(&self) -> usize {
+        groups(self.n).count()
+    }
+
+    /// The output channels of column group `group`.
+    pub fn group_columns(&self, group: usize) -> Range<usize> {
+        let start = group * 2 * LANES;
+        start.min(self.n)..(start + 2 * LANES).min(self.n)
+    }
+}
+
 /// `out[p][c] = act(sum_k input[p][k] * w[c][k] + bias[c]) + residual[p][c]` for `rows` pixels.
 /// `input` is `[rows, k]`, `out` and `residual` are `[rows, n]`.
 pub fn pointwise(
@@ -129,6 +142,29 @@ pub fn pointwise(
     act: Activation,
     residual: Option<&[f32]>,
     out: &mut [f32],
+) {
+    pointwise_groups(
+        isa,
+        input,
+        layer,
+        act,
+        residual,
+        out,
+        0..layer.group_count(),
+    );
+}
+
+/// [`pointwise`] for the output channels of column groups `only` (see
+/// [`PackedPointwise::group_columns`]); the other columns of `out` are left as they are. A
+/// map too small to share out by pixels is shared out by column groups.
+pub fn pointwise_groups(
+    isa: Isa,
+    input: &[f32],
+    layer: &PackedPointwise,
+    act: Activation,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    only: Range<usize>,
 ) {
     let (k, n) = (layer.k, layer.n);
     let rows = input.len() / k;
@@ -159,7 +195,7 @@ pub fn pointwise(
         };
         let res = residual.map(|r| &r[row0 * n..(row0 + valid) * n]);
         let out_rows = &mut out[row0 * n..(row0 + valid) * n];
-        for group in groups(n) {
+        for group in groups(n).skip(only.start).take(only.len()) {
             let tile = Tile {
                 a,
                 k,

@@ -25,13 +25,18 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::serial::{Reader, Tensor};
-use crate::backbone::kernels::{pointwise, Activation, Isa, PackedPointwise};
+use crate::backbone::kernels::{
+    pointwise, pointwise_groups, Activation, Isa, PackedPointwise, TILE_ROWS,
+};
 use crate::error::Result;
 
 /// Side of the face chips the network takes.
 pub const CHIP_SIZE: usize = 150;
 /// Length of a descriptor.
 pub const DESCRIPTOR_DIM: usize = 128;
+/// Fewest output pixels a convolution task computes; a map with fewer than four times this
+/// many is shared out by output channels instead.
+const MIN_PIXELS_PER_TASK: usize = 24;
 
 /// A convolution with the `affine` after it folded in, packed for the GEMM.
 struct Conv {
@@ -384,28 +389,36 @@ impl FaceResNet {
     /// A convolution as im2col rows into the packed GEMM, with an optional residual added.
     /// Output pixels are independent rows of the GEMM, so they are shared out over the thread
     /// pool, each task gathering its own rows (a lone chip uses every core; a batch, one chip
-    /// per task, loses nothing by it).
+    /// per task, loses nothing by it). The deep layers' maps (9x9, 5x5, 3x3) are too small to
+    /// share out by pixels, yet hold a third of the work; they are shared out by output
+    /// channels instead (see [`FaceResNet::conv_by_columns`]).
     fn conv(&self, x: &Map, conv: &Conv, residual: Option<&[f32]>) -> Map {
         debug_assert_eq!(x.channels, conv.inputs);
         let out_h = 1 + (x.height + 2 * conv.pad - conv.kernel) / conv.stride;
         let out_w = 1 + (x.width + 2 * conv.pad - conv.kernel) / conv.stride;
         let taps = conv.kernel * conv.kernel * x.channels;
+        // Whole GEMM tiles per task, so no task ends in a one-row tile.
         let pixels_per_task = (out_h * out_w)
             .div_ceil(4 * rayon::current_num_threads())
-            .max(24);
+            .max(MIN_PIXELS_PER_TASK)
+            .next_multiple_of(TILE_ROWS);
+        if out_h * out_w < 4 * MIN_PIXELS_PER_TASK {
+            return self.conv_by_columns(x, conv, residual, (out_h, out_w));
+        }
         let mut data = vec![0.0; out_h * out_w * conv.outputs];
         data.par_chunks_mut(pixels_per_task * conv.outputs)
             .enumerate()
             .for_each(|(task, out)| {
                 let first = task * pixels_per_task;
                 let pixels = out.len() / conv.outputs;
-                let mut rows = vec![0.0; pixels * taps];
-                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
-                    let (oy, ox) = ((first + i) / out_w, (first + i) % out_w);
-                    gather(x, conv, oy, ox, row);
-                }
-                let res = residual.map(|r| &r[first * conv.outputs..][..out.len()]);
-                pointwise(self.isa, &rows, &conv.packed, Activation::None, res, out);
+                with_im2col(pixels * taps, |rows| {
+                    for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                        let (oy, ox) = ((first + i) / out_w, (first + i) % out_w);
+                        gather(x, conv, oy, ox, row);
+                    }
+                    let res = residual.map(|r| &r[first * conv.outputs..][..out.len()]);
+                    pointwise(self.isa, rows, &conv.packed, Activation::None, res, out);
+                });
             });
         Map {
             height: out_h,
@@ -416,24 +429,89 @@ impl FaceResNet {
     }
 }
 
+impl FaceResNet {
+    /// [`FaceResNet::conv`] of a small map: its im2col rows gathered once, then each column
+    /// group of the GEMM computed by its own task into its own buffer, and the columns merged.
+    fn conv_by_columns(
+        &self,
+        x: &Map,
+        conv: &Conv,
+        residual: Option<&[f32]>,
+        (out_h, out_w): (usize, usize),
+    ) -> Map {
+        let (pixels, n) = (out_h * out_w, conv.outputs);
+        let taps = conv.kernel * conv.kernel * x.channels;
+        let mut rows = vec![0.0; pixels * taps];
+        for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+            gather(x, conv, i / out_w, i % out_w, row);
+        }
+        let parts: Vec<(usize, Vec<f32>)> = (0..conv.packed.group_count())
+            .into_par_iter()
+            .map(|group| {
+                let mut out = vec![0.0; pixels * n];
+                let only = group..group + 1;
+                pointwise_groups(
+                    self.isa,
+                    &rows,
+                    &conv.packed,
+                    Activation::None,
+                    residual,
+                    &mut out,
+                    only,
+                );
+                (group, out)
+            })
+            .collect();
+        let mut data = vec![0.0; pixels * n];
+        for (group, part) in parts {
+            let columns = conv.packed.group_columns(group);
+            for (to, from) in data.chunks_exact_mut(n).zip(part.chunks_exact(n)) {
+                to[columns.clone()].copy_from_slice(&from[columns.clone()]);
+            }
+        }
+        Map {
+            height: out_h,
+            width: out_w,
+            channels: n,
+            data,
+        }
+    }
+}
+
 /// The im2col row of output pixel (`oy`, `ox`): its window's pixels, `(dy, dx, c)` order,
 /// zeros where the window leaves the map.
 fn gather(x: &Map, conv: &Conv, oy: usize, ox: usize, row: &mut [f32]) {
     for dy in 0..conv.kernel {
         let y = (oy * conv.stride + dy) as isize - conv.pad as isize;
-        if y < 0 || y >= x.height as isize {
-            continue;
-        }
         for dx in 0..conv.kernel {
             let xx = (ox * conv.stride + dx) as isize - conv.pad as isize;
-            if xx < 0 || xx >= x.width as isize {
-                continue;
+            let to = &mut row[(dy * conv.kernel + dx) * x.channels..][..x.channels];
+            if y < 0 || y >= x.height as isize || xx < 0 || xx >= x.width as isize {
+                to.fill(0.0);
+            } else {
+                let from = (y as usize * x.width + xx as usize) * x.channels;
+                to.copy_from_slice(&x.data[from..from + x.channels]);
             }
-            let from = (y as usize * x.width + xx as usize) * x.channels;
-            let to = (dy * conv.kernel + dx) * x.channels;
-            row[to..to + x.channels].copy_from_slice(&x.data[from..from + x.channels]);
         }
     }
+}
+
+thread_local! {
+    /// Each thread's im2col rows, kept between convolutions: a fresh buffer of this size is a
+    /// fresh mapping from the OS, whose page faults cost more than the gather itself.
+    static IM2COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's im2col buffer, `len` long (its values are whatever the last
+/// use left: [`gather`] writes every element).
+fn with_im2col<T>(len: usize, work: impl FnOnce(&mut [f32]) -> T) -> T {
+    IM2COL.with(|cell| {
+        let mut rows = cell.borrow_mut();
+        if rows.len() < len {
+            rows.resize(len, 0.0);
+        }
+        work(&mut rows[..len])
+    })
 }
 
 fn relu(values: &mut [f32]) {
