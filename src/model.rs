@@ -75,6 +75,25 @@ impl TrainedHead {
         }
     }
 
+    /// Whether `backbone` makes the features this head was trained on.
+    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
+        if backbone.kind() != self.meta.backbone {
+            return Err(Error::InvalidArgument(format!(
+                "this head takes {} features but {} is loaded",
+                self.meta.backbone.name(),
+                backbone.kind().name()
+            )));
+        }
+        if backbone.weights_sha256() != self.meta.weights_sha256 {
+            return Err(Error::InvalidArgument(format!(
+                "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
+                self.meta.weights_sha256,
+                backbone.weights_sha256()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn load(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
         let meta_text = read_text_limited(&meta_path, limits::TEXT)?;
@@ -95,27 +114,6 @@ impl TrainedHead {
             ));
         }
         Ok(TrainedHead { params, meta })
-    }
-}
-
-impl TrainedHead {
-    /// Whether `backbone` makes the features this head was trained on.
-    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
-        if backbone.kind() != self.meta.backbone {
-            return Err(Error::InvalidArgument(format!(
-                "this head takes {} features but {} is loaded",
-                self.meta.backbone.name(),
-                backbone.kind().name()
-            )));
-        }
-        if backbone.weights_sha256() != self.meta.weights_sha256 {
-            return Err(Error::InvalidArgument(format!(
-                "this head was trained on backbone weights {} but {} are loaded; use the same weights file",
-                self.meta.weights_sha256,
-                backbone.weights_sha256()
-            )));
-        }
-        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod dlib;
 pub mod kernels;
 mod kernels_avx2;
+mod kernels_depthwise;
 pub mod mobilenet;
 pub mod network;
 pub mod pickle;
