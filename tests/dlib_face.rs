@@ -83,17 +83,32 @@ fn descriptors_of_dlibs_chips_match_dlibs() {
     let path = model_path();
     let net = resnet::read(&std::fs::read(&path).unwrap(), &path).unwrap();
     let reference = reference();
-    for face in reference["faces"].as_array().unwrap() {
-        let chip_path = shared()
-            .join("reference/dlib_face")
-            .join(face["chip"].as_str().unwrap());
-        let chip = image::open(&chip_path).unwrap().to_rgb8();
+    let faces = reference["faces"].as_array().unwrap();
+    let chips: Vec<image::RgbImage> = faces
+        .iter()
+        .map(|face| {
+            let chip_path = shared()
+                .join("reference/dlib_face")
+                .join(face["chip"].as_str().unwrap());
+            image::open(&chip_path).unwrap().to_rgb8()
+        })
+        .collect();
+    // A batch runs one chip per task on one thread; a lone chip, a team of every core.
+    let raw: Vec<&[u8]> = chips.iter().map(|c| c.as_raw().as_slice()).collect();
+    let batched = net.descriptors(&raw);
+    for ((face, chip), batched) in faces.iter().zip(&chips).zip(&batched) {
         let ours = net.descriptor(chip.as_raw());
         let theirs: Vec<f32> = floats(&face["descriptor_from_chip"]);
         assert_eq!((ours.len(), theirs.len()), (DESCRIPTOR_DIM, DESCRIPTOR_DIM));
         let c = cosine(&ours, &theirs);
         eprintln!("{}: cosine {c:.6}", face["chip"]);
         assert!(c >= 0.9999, "{}: cosine {c}", face["chip"]);
+        let apart = ours.iter().zip(batched).map(|(a, b)| (a - b).abs());
+        assert!(
+            apart.fold(0.0, f32::max) <= 1e-5,
+            "{}: team and batch differ",
+            face["chip"]
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod build;
 mod forward;
-mod team;
+pub(crate) mod team;
 #[cfg(test)]
 mod tests;
 

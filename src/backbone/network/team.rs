@@ -9,9 +9,9 @@ use super::forward::FUSED_MIN_HEIGHT;
 
 /// A thread's place in a team.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Member {
-    pub(super) index: usize,
-    pub(super) count: usize,
+pub(crate) struct Member {
+    pub(crate) index: usize,
+    pub(crate) count: usize,
 }
 
 impl Member {
@@ -32,14 +32,14 @@ impl Member {
 /// A barrier for a few threads that each hold a core: it spins, since the gaps between layers
 /// are microseconds and a futex wake-up would cost as much as a small layer. Past a spin budget
 /// it yields, so an oversubscribed machine is not made worse.
-pub(super) struct SpinBarrier {
+pub(crate) struct SpinBarrier {
     count: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
 }
 
 impl SpinBarrier {
-    pub(super) fn new(count: usize) -> Self {
+    pub(crate) fn new(count: usize) -> Self {
         SpinBarrier {
             count,
             arrived: AtomicUsize::new(0),
@@ -47,7 +47,7 @@ impl SpinBarrier {
         }
     }
 
-    pub(super) fn wait(&self) {
+    pub(crate) fn wait(&self) {
         if self.count == 1 {
             return;
         }
@@ -72,7 +72,7 @@ impl SpinBarrier {
 const SPINS_BEFORE_YIELD: u32 = 1 << 16;
 
 /// An activation buffer that team members write in disjoint pixel ranges.
-pub(super) struct SharedBuffer {
+pub(crate) struct SharedBuffer {
     data: Box<[UnsafeCell<f32>]>,
 }
 
@@ -81,7 +81,7 @@ pub(super) struct SharedBuffer {
 unsafe impl Sync for SharedBuffer {}
 
 impl SharedBuffer {
-    pub(super) fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         SharedBuffer {
             data: (0..len).map(|_| UnsafeCell::new(0.0)).collect(),
         }
@@ -89,7 +89,7 @@ impl SharedBuffer {
 
     /// # Safety
     /// No other thread may write `range` while the returned slice lives.
-    pub(super) unsafe fn slice(&self, range: std::ops::Range<usize>) -> &[f32] {
+    pub(crate) unsafe fn slice(&self, range: std::ops::Range<usize>) -> &[f32] {
         let cells = &self.data[range];
         std::slice::from_raw_parts(cells.as_ptr() as *const f32, cells.len())
     }
@@ -97,7 +97,7 @@ impl SharedBuffer {
     /// # Safety
     /// No other thread may read or write `range` while the returned slice lives.
     #[allow(clippy::mut_from_ref)]
-    pub(super) unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [f32] {
+    pub(crate) unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [f32] {
         let cells = &self.data[range];
         std::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), cells.len())
     }

@@ -1,0 +1,519 @@
+//! The forward pass of dlib's face ResNet: one chip through the stem, the residual blocks, the
+//! global pool and the last layer. A lone chip is computed by a team of threads that share out
+//! every layer (by output pixels where a map is large, by output-channel groups where it is
+//! small: the deep 9x9, 5x5 and 3x3 maps hold a third of the work) and meet at a spinning
+//! barrier between layers, as MobileNetV2's team does; a batch runs one chip per task, each a
+//! team of one. Every layer writes its own buffer, so a buffer is never written after the
+//! barrier that follows its layer; buffers are reused between chips.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::resnet::{Block, Conv, FaceResNet, CHIP_SIZE, DESCRIPTOR_DIM};
+use crate::backbone::kernels::{pointwise, pointwise_groups, Activation, TILE_ROWS};
+use crate::backbone::network::team::{Member, SharedBuffer, SpinBarrier};
+
+/// Fewest output pixels a unit of convolution work computes; a map with fewer than four times
+/// this many is shared out by output-channel groups instead.
+const MIN_PIXELS_PER_UNIT: usize = 24;
+/// Buffer sets kept for reuse (one per chip computed at once).
+const MAX_SPARE_BUFFERS: usize = 8;
+
+/// A map's size, NHWC without the batch: `[height][width][channels]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dims {
+    height: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl Dims {
+    fn pixels(self) -> usize {
+        self.height * self.width
+    }
+
+    fn len(self) -> usize {
+        self.pixels() * self.channels
+    }
+
+    /// The output of `conv` on a map of this size (dlib's rule, see the resnet module).
+    fn conv(self, conv: &Conv) -> Dims {
+        Dims {
+            height: 1 + (self.height + 2 * conv.pad - conv.kernel) / conv.stride,
+            width: 1 + (self.width + 2 * conv.pad - conv.kernel) / conv.stride,
+            channels: conv.outputs,
+        }
+    }
+
+    /// The output of an unpadded `kernel`x`kernel` pool with `stride`.
+    fn pool(self, kernel: usize, stride: usize) -> Dims {
+        Dims {
+            height: 1 + (self.height - kernel) / stride,
+            width: 1 + (self.width - kernel) / stride,
+            channels: self.channels,
+        }
+    }
+
+    /// dlib's `add_prev` takes the larger of each dimension.
+    fn max(self, other: Dims) -> Dims {
+        Dims {
+            height: self.height.max(other.height),
+            width: self.width.max(other.width),
+            channels: self.channels.max(other.channels),
+        }
+    }
+}
+
+/// One layer's output: its size and the buffer the team writes it into.
+pub(super) struct Layer {
+    dims: Dims,
+    buf: SharedBuffer,
+}
+
+impl Layer {
+    fn new(dims: Dims) -> Self {
+        Layer {
+            dims,
+            buf: SharedBuffer::new(dims.len()),
+        }
+    }
+
+    /// The whole layer, to read once the barrier after its writing has passed.
+    fn read(&self) -> &[f32] {
+        // SAFETY: callers read a layer only after the barrier that ends its layer; no member
+        // writes it again in this pass (every layer has its own buffer).
+        unsafe { self.buf.slice(0..self.dims.len()) }
+    }
+}
+
+/// Every layer's output buffer for one chip.
+pub(super) struct Buffers {
+    input: Layer,
+    stem: Layer,
+    pooled: Layer,
+    blocks: Vec<BlockBuffers>,
+}
+
+/// A block's outputs: after its first convolution, after its second (down-sampling blocks
+/// only, before the pooled skip is added) and after the block.
+struct BlockBuffers {
+    first: Layer,
+    second: Option<Layer>,
+    out: Layer,
+}
+
+impl Buffers {
+    fn for_net(net: &FaceResNet) -> Self {
+        let input = Dims {
+            height: CHIP_SIZE,
+            width: CHIP_SIZE,
+            channels: 3,
+        };
+        let stem = input.conv(&net.stem);
+        let pooled = stem.pool(3, 2);
+        let mut x = pooled;
+        let blocks = net
+            .blocks
+            .iter()
+            .map(|block| {
+                let first = x.conv(&block.first);
+                let second = first.conv(&block.second);
+                let out = if block.down {
+                    second.max(x.pool(2, 2))
+                } else {
+                    second
+                };
+                x = out;
+                BlockBuffers {
+                    first: Layer::new(first),
+                    second: block.down.then(|| Layer::new(second)),
+                    out: Layer::new(out),
+                }
+            })
+            .collect();
+        Buffers {
+            input: Layer::new(input),
+            stem: Layer::new(stem),
+            pooled: Layer::new(pooled),
+            blocks,
+        }
+    }
+}
+
+/// A member's part of a convolution: a run of output pixels, or one column group of them all.
+#[derive(Debug, Clone, PartialEq)]
+enum Unit {
+    Pixels(Range<usize>),
+    Columns(usize),
+}
+
+/// The units of a convolution with `pixels` outputs for a team of `count`: pixel runs of whole
+/// GEMM tiles, two per member, where the map is large; column groups where it is small.
+fn units(pixels: usize, conv: &Conv, count: usize) -> Vec<Unit> {
+    if pixels < 4 * MIN_PIXELS_PER_UNIT {
+        return (0..conv.packed.group_count()).map(Unit::Columns).collect();
+    }
+    let per = pixels
+        .div_ceil(2 * count)
+        .max(MIN_PIXELS_PER_UNIT)
+        .next_multiple_of(TILE_ROWS);
+    (0..pixels)
+        .step_by(per)
+        .map(|start| Unit::Pixels(start..(start + per).min(pixels)))
+        .collect()
+}
+
+/// `member`'s even share of `0..total`.
+fn share(member: Member, total: usize) -> Range<usize> {
+    total * member.index / member.count..total * (member.index + 1) / member.count
+}
+
+impl FaceResNet {
+    /// The descriptors of many chips: a lone chip by a team of every core, a batch one chip
+    /// per task.
+    pub fn descriptors(&self, chips: &[&[u8]]) -> Vec<Vec<f32>> {
+        match chips {
+            [chip] => vec![self.descriptor(chip)],
+            _ => chips.par_iter().map(|chip| self.forward(chip, 1)).collect(),
+        }
+    }
+
+    /// The 128-d descriptor of a 150x150 RGB chip (`[150 * 150 * 3]`, rows of RGB pixels),
+    /// computed by a team of every core.
+    pub fn descriptor(&self, chip: &[u8]) -> Vec<f32> {
+        self.forward(chip, rayon::current_num_threads().max(1))
+    }
+
+    fn forward(&self, chip: &[u8], threads: usize) -> Vec<f32> {
+        assert_eq!(chip.len(), CHIP_SIZE * CHIP_SIZE * 3, "a 150x150 RGB chip");
+        let bufs = self.take_buffers();
+        {
+            // SAFETY: nothing else holds this buffer set (taken from the pool or new).
+            let input = unsafe { bufs.input.buf.slice_mut(0..bufs.input.dims.len()) };
+            for (to, from) in input.chunks_exact_mut(3).zip(chip.chunks_exact(3)) {
+                for c in 0..3 {
+                    to[c] = (f32::from(from[c]) - self.mean[c]) / 256.0;
+                }
+            }
+        }
+        let barrier = SpinBarrier::new(threads);
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (0..threads - 1)
+                .map(|index| {
+                    let (bufs, barrier) = (&bufs, &barrier);
+                    scope.spawn(move || self.member_pass(bufs, barrier, member(index, threads)))
+                })
+                .collect();
+            self.member_pass(&bufs, &barrier, member(threads - 1, threads));
+            for helper in helpers {
+                helper.join().expect("a face ResNet team member panicked");
+            }
+        });
+        let last = bufs.blocks.last().map_or(&bufs.pooled, |b| &b.out);
+        let descriptor = self.pool_and_project(last);
+        self.recycle(bufs);
+        descriptor
+    }
+
+    /// One member's share of every layer, with a barrier after each.
+    fn member_pass(&self, bufs: &Buffers, barrier: &SpinBarrier, member: Member) {
+        self.conv_share(&bufs.input, &self.stem, None, &bufs.stem, member);
+        barrier.wait();
+        max_pool_share(&bufs.stem, &bufs.pooled, member);
+        barrier.wait();
+        let mut x = &bufs.pooled;
+        for (block, out) in self.blocks.iter().zip(&bufs.blocks) {
+            self.block_share(x, block, out, barrier, member);
+            x = &out.out;
+        }
+    }
+
+    fn block_share(
+        &self,
+        x: &Layer,
+        block: &Block,
+        bufs: &BlockBuffers,
+        barrier: &SpinBarrier,
+        member: Member,
+    ) {
+        self.conv_share(x, &block.first, None, &bufs.first, member);
+        barrier.wait();
+        match &bufs.second {
+            Some(second) => {
+                self.conv_share(
+                    &bufs.first,
+                    &block.second,
+                    Some(Skip::Pooled),
+                    second,
+                    member,
+                );
+                barrier.wait();
+                add_pooled_skip_share(second, x, &bufs.out, member);
+            }
+            None => {
+                self.conv_share(
+                    &bufs.first,
+                    &block.second,
+                    Some(Skip::Same(x)),
+                    &bufs.out,
+                    member,
+                );
+            }
+        }
+        barrier.wait();
+    }
+
+    /// `member`'s units of `conv` on `x` into `out`, with ReLU (and the skip added first, for a
+    /// block's second convolution of the same size) unless `skip` says the pooled skip follows.
+    fn conv_share(&self, x: &Layer, conv: &Conv, skip: Option<Skip>, out: &Layer, member: Member) {
+        debug_assert_eq!(x.dims.channels, conv.inputs);
+        let (input, od) = (x.read(), out.dims);
+        let (n, taps) = (conv.outputs, conv.kernel * conv.kernel * x.dims.channels);
+        let residual = match skip {
+            Some(Skip::Same(s)) => Some(s.read()),
+            _ => None,
+        };
+        let relu_after = !matches!(skip, Some(Skip::Pooled));
+        let mine: Vec<Unit> = units(od.pixels(), conv, member.count)
+            .into_iter()
+            .skip(member.index)
+            .step_by(member.count)
+            .collect();
+        if matches!(mine.first(), Some(Unit::Columns(_))) {
+            with_scratch(&IM2COL, od.pixels() * taps, |rows| {
+                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                    gather(input, x.dims, conv, i / od.width, i % od.width, row);
+                }
+                with_scratch(&COLUMNS, od.pixels() * n, |part| {
+                    for unit in &mine {
+                        let Unit::Columns(group) = *unit else {
+                            continue;
+                        };
+                        let only = group..group + 1;
+                        pointwise_groups(
+                            self.isa,
+                            rows,
+                            &conv.packed,
+                            Activation::None,
+                            residual,
+                            part,
+                            only,
+                        );
+                        let columns = conv.packed.group_columns(group);
+                        for pixel in 0..od.pixels() {
+                            let from = &mut part[pixel * n..][columns.clone()];
+                            if relu_after {
+                                relu(from);
+                            }
+                            let to = pixel * n + columns.start..pixel * n + columns.end;
+                            // SAFETY: this column group of this layer is this member's alone.
+                            unsafe { out.buf.slice_mut(to) }.copy_from_slice(from);
+                        }
+                    }
+                });
+            });
+            return;
+        }
+        for unit in &mine {
+            let Unit::Pixels(pixels) = unit else { continue };
+            with_scratch(&IM2COL, pixels.len() * taps, |rows| {
+                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                    let p = pixels.start + i;
+                    gather(input, x.dims, conv, p / od.width, p % od.width, row);
+                }
+                let range = pixels.start * n..pixels.end * n;
+                // SAFETY: this run of pixels of this layer is this member's alone.
+                let to = unsafe { out.buf.slice_mut(range.clone()) };
+                let res = residual.map(|r| &r[range]);
+                pointwise(self.isa, rows, &conv.packed, Activation::None, res, to);
+                if relu_after {
+                    relu(to);
+                }
+            });
+        }
+    }
+
+    /// The global average of the last map, then the last layer.
+    fn pool_and_project(&self, last: &Layer) -> Vec<f32> {
+        let (data, dims) = (last.read(), last.dims);
+        let pixels = dims.pixels() as f32;
+        let pooled: Vec<f32> = (0..dims.channels)
+            .map(|c| data.iter().skip(c).step_by(dims.channels).sum::<f32>() / pixels)
+            .collect();
+        (0..DESCRIPTOR_DIM)
+            .map(|j| {
+                (0..self.fc_inputs)
+                    .map(|i| pooled[i] * self.fc[i * DESCRIPTOR_DIM + j])
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn take_buffers(&self) -> Buffers {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        spare.unwrap_or_else(|| Buffers::for_net(self))
+    }
+
+    fn recycle(&self, bufs: Buffers) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < MAX_SPARE_BUFFERS {
+            spare.push(bufs);
+        }
+    }
+}
+
+fn member(index: usize, count: usize) -> Member {
+    Member { index, count }
+}
+
+/// How a block's second convolution meets the block's input.
+#[derive(Clone, Copy)]
+enum Skip<'a> {
+    /// Same size: added in the GEMM's epilogue.
+    Same(&'a Layer),
+    /// Down-sampling: the input average-pooled is added afterwards (see
+    /// [`add_pooled_skip_share`]).
+    Pooled,
+}
+
+/// `member`'s pixels of dlib's `add_prev` of a down-sampling block's second convolution and its
+/// input pooled 2x2/2 (each added where it has values; the sum takes the larger size), then
+/// ReLU.
+fn add_pooled_skip_share(second: &Layer, x: &Layer, out: &Layer, member: Member) {
+    let (sd, xd, od) = (second.dims, x.dims, out.dims);
+    let pd = xd.pool(2, 2);
+    let (conv, input) = (second.read(), x.read());
+    let pixels = share(member, od.pixels());
+    // SAFETY: this member's pixels of this layer are its alone.
+    let to = unsafe {
+        out.buf
+            .slice_mut(pixels.start * od.channels..pixels.end * od.channels)
+    };
+    for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
+        let (y, x) = ((pixels.start + i) / od.width, (pixels.start + i) % od.width);
+        px.fill(0.0);
+        if y < sd.height && x < sd.width {
+            let from = &conv[(y * sd.width + x) * sd.channels..][..sd.channels];
+            px[..sd.channels].copy_from_slice(from);
+        }
+        if y < pd.height && x < pd.width {
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let from = ((2 * y + dy) * xd.width + 2 * x + dx) * xd.channels;
+                for (o, v) in px.iter_mut().zip(&input[from..from + xd.channels]) {
+                    *o += 0.25 * v;
+                }
+            }
+        }
+        relu(px);
+    }
+}
+
+/// `member`'s pixels of the stem's unpadded 3x3/2 max pool over `x` into `out`.
+fn max_pool_share(x: &Layer, out: &Layer, member: Member) {
+    let (xd, od, input) = (x.dims, out.dims, x.read());
+    let pixels = share(member, od.pixels());
+    // SAFETY: this member's pixels of this layer are its alone.
+    let to = unsafe {
+        out.buf
+            .slice_mut(pixels.start * od.channels..pixels.end * od.channels)
+    };
+    for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
+        let (oy, ox) = ((pixels.start + i) / od.width, (pixels.start + i) % od.width);
+        px.fill(f32::NEG_INFINITY);
+        for dy in 0..3 {
+            for dx in 0..3 {
+                let from = ((oy * 2 + dy) * xd.width + ox * 2 + dx) * xd.channels;
+                for (o, &v) in px.iter_mut().zip(&input[from..from + xd.channels]) {
+                    *o = o.max(v);
+                }
+            }
+        }
+    }
+}
+
+/// The im2col row of output pixel (`oy`, `ox`): its window's pixels, `(dy, dx, c)` order,
+/// zeros where the window leaves the map. Writes every element of `row`.
+fn gather(x: &[f32], xd: Dims, conv: &Conv, oy: usize, ox: usize, row: &mut [f32]) {
+    for dy in 0..conv.kernel {
+        let y = (oy * conv.stride + dy) as isize - conv.pad as isize;
+        for dx in 0..conv.kernel {
+            let xx = (ox * conv.stride + dx) as isize - conv.pad as isize;
+            let to = &mut row[(dy * conv.kernel + dx) * xd.channels..][..xd.channels];
+            if y < 0 || y >= xd.height as isize || xx < 0 || xx >= xd.width as isize {
+                to.fill(0.0);
+            } else {
+                let from = (y as usize * xd.width + xx as usize) * xd.channels;
+                to.copy_from_slice(&x[from..from + xd.channels]);
+            }
+        }
+    }
+}
+
+fn relu(values: &mut [f32]) {
+    for v in values {
+        *v = v.max(0.0);
+    }
+}
+
+type Scratch = std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>;
+
+thread_local! {
+    /// Each thread's im2col rows and column-group results, kept between convolutions: a fresh
+    /// buffer of these sizes is a fresh mapping from the OS, whose page faults cost more than
+    /// the gather itself.
+    static IM2COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's `scratch` buffer, `len` long; its values are whatever the last
+/// use left, so `work` must write before it reads.
+fn with_scratch<T>(scratch: &'static Scratch, len: usize, work: impl FnOnce(&mut [f32]) -> T) -> T {
+    scratch.with(|cell| {
+        let mut buffer = cell.borrow_mut();
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        work(&mut buffer[..len])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_cover_every_pixel_once_in_whole_tiles_and_small_maps_split_by_columns() {
+        let conv = |outputs: usize| Conv {
+            inputs: 4,
+            outputs,
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+            packed: crate::backbone::kernels::PackedPointwise::new(
+                &vec![0.0; outputs * 36],
+                &vec![0.0; outputs],
+                outputs,
+                36,
+            ),
+        };
+        for (pixels, count) in [(1296, 2), (324, 2), (324, 1), (5184, 3), (96, 2)] {
+            let units = units(pixels, &conv(32), count);
+            let mut next = 0;
+            for unit in &units {
+                let Unit::Pixels(r) = unit else {
+                    panic!("{unit:?}")
+                };
+                assert_eq!(r.start, next);
+                assert!(r.end == pixels || r.len() % TILE_ROWS == 0, "{r:?}");
+                next = r.end;
+            }
+            assert_eq!(next, pixels);
+        }
+        assert_eq!(
+            units(81, &conv(128), 2),
+            (0..4).map(Unit::Columns).collect::<Vec<_>>()
+        );
+        assert_eq!(units(9, &conv(256), 2).len(), 8);
+    }
+}
