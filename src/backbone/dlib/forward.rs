@@ -435,8 +435,17 @@ fn max_pool_share(x: &Layer, out: &Layer, member: Member) {
 /// The im2col row of output pixel (`oy`, `ox`): its window's pixels, `(dy, dx, c)` order,
 /// zeros where the window leaves the map. Writes every element of `row`.
 fn gather(x: &[f32], xd: Dims, conv: &Conv, oy: usize, ox: usize, row: &mut [f32]) {
-    for dy in 0..conv.kernel {
+    let (k, c) = (conv.kernel, xd.channels);
+    let left = (ox * conv.stride) as isize - conv.pad as isize;
+    let inside = left >= 0 && left as usize + k <= xd.width;
+    for dy in 0..k {
         let y = (oy * conv.stride + dy) as isize - conv.pad as isize;
+        if inside && y >= 0 && (y as usize) < xd.height {
+            // The window's row is k whole pixels side by side in NHWC: one copy.
+            let from = (y as usize * xd.width + left as usize) * c;
+            row[dy * k * c..(dy + 1) * k * c].copy_from_slice(&x[from..from + k * c]);
+            continue;
+        }
         for dx in 0..conv.kernel {
             let xx = (ox * conv.stride + dx) as isize - conv.pad as isize;
             let to = &mut row[(dy * conv.kernel + dx) * xd.channels..][..xd.channels];
