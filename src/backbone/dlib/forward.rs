@@ -17,6 +17,8 @@ use crate::backbone::network::team::{Member, SharedBuffer, SpinBarrier};
 /// Fewest output pixels a unit of convolution work computes; a map with fewer than four times
 /// this many is shared out by output-channel groups instead.
 const MIN_PIXELS_PER_UNIT: usize = 24;
+/// Most GEMM tiles one unit of convolution work gathers and computes at once.
+const MAX_TILES_PER_UNIT: usize = 16;
 /// Buffer sets kept for reuse (one per chip computed at once).
 const MAX_SPARE_BUFFERS: usize = 8;
 
@@ -148,19 +150,27 @@ enum Unit {
     Columns(usize),
 }
 
-/// The units of a convolution with `pixels` outputs for a team of `count`: pixel runs of whole
-/// GEMM tiles, two per member, where the map is large; column groups where it is small.
-fn units(pixels: usize, conv: &Conv, count: usize) -> Vec<Unit> {
+/// `member`'s units of a convolution with `pixels` outputs: where the map is large, its share of
+/// the GEMM's 12-row tiles (shares differ by at most one tile), in runs of at most
+/// [`MAX_TILES_PER_UNIT`] so the im2col rows stay in cache; where the map is small, every
+/// `count`-th column group.
+fn units(pixels: usize, conv: &Conv, member: Member) -> Vec<Unit> {
     if pixels < 4 * MIN_PIXELS_PER_UNIT {
-        return (0..conv.packed.group_count()).map(Unit::Columns).collect();
+        let groups = 0..conv.packed.group_count();
+        return groups
+            .skip(member.index)
+            .step_by(member.count)
+            .map(Unit::Columns)
+            .collect();
     }
-    let per = pixels
-        .div_ceil(2 * count)
-        .max(MIN_PIXELS_PER_UNIT)
-        .next_multiple_of(TILE_ROWS);
-    (0..pixels)
-        .step_by(per)
-        .map(|start| Unit::Pixels(start..(start + per).min(pixels)))
+    let tiles = share(member, pixels.div_ceil(TILE_ROWS));
+    tiles
+        .clone()
+        .step_by(MAX_TILES_PER_UNIT)
+        .map(|first| {
+            let end = (first + MAX_TILES_PER_UNIT).min(tiles.end);
+            Unit::Pixels(first * TILE_ROWS..(end * TILE_ROWS).min(pixels))
+        })
         .collect()
 }
 
@@ -275,11 +285,7 @@ impl FaceResNet {
             _ => None,
         };
         let relu_after = !matches!(skip, Some(Skip::Pooled));
-        let mine: Vec<Unit> = units(od.pixels(), conv, member.count)
-            .into_iter()
-            .skip(member.index)
-            .step_by(member.count)
-            .collect();
+        let mine = units(od.pixels(), conv, member);
         if matches!(mine.first(), Some(Unit::Columns(_))) {
             with_scratch(&IM2COL, od.pixels() * taps, |rows| {
                 for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
@@ -506,23 +512,32 @@ mod tests {
                 36,
             ),
         };
-        for (pixels, count) in [(1296, 2), (324, 2), (324, 1), (5184, 3), (96, 2)] {
-            let units = units(pixels, &conv(32), count);
+        for (pixels, count) in [(1296, 2), (289, 2), (324, 1), (5184, 3), (96, 2), (100, 3)] {
             let mut next = 0;
-            for unit in &units {
-                let Unit::Pixels(r) = unit else {
-                    panic!("{unit:?}")
-                };
-                assert_eq!(r.start, next);
-                assert!(r.end == pixels || r.len() % TILE_ROWS == 0, "{r:?}");
-                next = r.end;
+            let mut shares = Vec::new();
+            for index in 0..count {
+                let mut mine = 0;
+                for unit in units(pixels, &conv(32), member(index, count)) {
+                    let Unit::Pixels(r) = unit else {
+                        panic!("{unit:?}")
+                    };
+                    assert_eq!(r.start, next, "{pixels} pixels, {count} members");
+                    assert!(r.end == pixels || r.len() % TILE_ROWS == 0, "{r:?}");
+                    assert!(r.len() <= MAX_TILES_PER_UNIT * TILE_ROWS);
+                    next = r.end;
+                    mine += r.len();
+                }
+                shares.push(mine);
             }
             assert_eq!(next, pixels);
+            let (least, most) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(most - least <= TILE_ROWS, "{shares:?}");
         }
+        let groups = |pixels, n, index, count| units(pixels, &conv(n), member(index, count));
         assert_eq!(
-            units(81, &conv(128), 2),
-            (0..4).map(Unit::Columns).collect::<Vec<_>>()
+            groups(81, 128, 1, 2),
+            vec![Unit::Columns(1), Unit::Columns(3)]
         );
-        assert_eq!(units(9, &conv(256), 2).len(), 8);
+        assert_eq!(groups(9, 256, 0, 1).len(), 8);
     }
 }
