@@ -161,3 +161,36 @@ fn one_cache_keeps_both_backbones_features_apart() {
         .failure()
         .stderr(predicates::str::contains("--top5"));
 }
+
+#[test]
+fn a_large_photo_is_searched_small_and_described_as_the_original() {
+    let ws = seed_workspace();
+    let original = ws.path().join("facedata/test/s01/13.jpg");
+    let photo = image::open(&original).unwrap().to_rgb8();
+    let large = image::imageops::resize(&photo, 2560, 1920, image::imageops::FilterType::Triangle);
+    let large_path = ws.path().join("large.png");
+    large.save(&large_path).unwrap();
+    let out = stdout_of(
+        facelab(ws.path())
+            .args(["embed", "--backbone", "dlib_resnet"])
+            .arg(&original)
+            .arg(&large_path),
+    );
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().all(|l| l["face"] == "detected"), "{out}");
+    let floats = |l: &Value| -> Vec<f32> {
+        let values = l["features"].as_array().unwrap();
+        values.iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    };
+    let similarity = common::cosine(&floats(&lines[0]), &floats(&lines[1]));
+    assert!(similarity >= 0.99, "cosine {similarity}");
+    let centre = |l: &Value| (l["box"][0].as_f64().unwrap() + l["box"][2].as_f64().unwrap()) / 2.0;
+    let ratio = centre(&lines[1]) / centre(&lines[0]);
+    assert!(
+        (3.7..4.3).contains(&ratio),
+        "the box is in the large photo's pixels: {ratio}"
+    );
+}

@@ -25,7 +25,13 @@ pub const CHIP_PADDING: f64 = 0.25;
 
 /// Changes whenever [`DlibFace::locate`] finds faces differently, so cached features made by
 /// the old rule are not reused.
-const FACE_RULE_VERSION: u32 = 1;
+const FACE_RULE_VERSION: u32 = 2;
+
+/// Images longer than this on either side are searched for faces at this size, and the box
+/// scaled back (landmarks and chip still come from the full image): detection costs grow with
+/// pixels (2.7 s for a 12-megapixel photo), and a face large enough to recognise stays large
+/// enough to find.
+const DETECT_MAX_SIDE: u32 = 1024;
 
 /// dlib's face pipeline as `face_recognition` runs it: 5 landmarks in a face box, the aligned
 /// chip, its 128-d descriptor; with OpenCV's Haar cascade (facelab's detector) finding the box.
@@ -82,17 +88,33 @@ impl DlibFace {
     }
 
     /// The face `image` is taken to show: the largest face the Haar cascade finds (its box
-    /// mapped to dlib's, see [`FaceBox::from_haar`]), else the image's central square taken as
-    /// a capture crop, whose face is the whole crop.
+    /// mapped to dlib's, see [`FaceBox::from_haar`]; large photos are searched at
+    /// [`DETECT_MAX_SIDE`]), else the image's central square taken as a capture crop, whose
+    /// face is the whole crop.
     pub fn locate(&self, image: &RgbImage) -> (FaceBox, FaceSource) {
+        let gray = to_gray(image);
+        let (width, height) = gray.dimensions();
+        let scale = f64::from(DETECT_MAX_SIDE) / f64::from(width.max(height));
+        let (searched, scale) = if scale < 1.0 {
+            let side = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+            let filter = image::imageops::FilterType::Triangle;
+            let small = image::imageops::resize(&gray, side(width), side(height), filter);
+            (small, scale)
+        } else {
+            (gray, 1.0)
+        };
         let largest = self
             .detector
-            .detect(&to_gray(image), &DetectParams::default())
+            .detect(&searched, &DetectParams::default())
             .into_iter()
             .max_by_key(|r| r.area());
         match largest {
             Some(r) => (
-                FaceBox::from_haar(f64::from(r.x), f64::from(r.y), f64::from(r.width)),
+                FaceBox::from_haar(
+                    f64::from(r.x) / scale,
+                    f64::from(r.y) / scale,
+                    f64::from(r.width) / scale,
+                ),
                 FaceSource::Detected,
             ),
             None => {
