@@ -1,6 +1,8 @@
 //! Live recognition: frames -> faces (the Haar detector) -> crops made as capture makes
-//! training crops (the face box, resized to 224x224) -> features (the run's preprocessing) ->
-//! the run's head and threshold -> names, followed across frames as tracks.
+//! training crops (the face box, resized to 224x224) -> features (the run's backbone and
+//! preprocessing; dlib aligns the detected face in the frame itself, see
+//! `Backbone::face_input`) -> the run's head and threshold -> names, followed across frames as
+//! tracks.
 //!
 //! Tracking: a face is matched to the track whose last box overlaps it most (IoU at least
 //! [`MIN_IOU`], each track taking one face per frame); a track unseen for more than
@@ -278,13 +280,14 @@ impl<'a> Recognizer<'a> {
             .zip(&thumbs)
             .map(|(&t, thumb)| self.tracker.memo(t, thumb))
             .collect();
-        let fresh: Vec<&RgbImage> = crops
+        let fresh: Vec<(Rect, &RgbImage)> = rects
             .iter()
+            .zip(&crops)
             .zip(&memos)
             .filter(|(_, m)| m.is_none())
-            .map(|(c, _)| c)
+            .map(|((r, c), _)| (*r, c))
             .collect();
-        let mut computed = self.features(&fresh).into_iter();
+        let mut computed = self.features(image, &fresh).into_iter();
         let featured = clock.elapsed().as_secs_f64();
         let mut seen = Vec::with_capacity(rects.len());
         let mut reused = Vec::with_capacity(rects.len());
@@ -335,25 +338,21 @@ impl<'a> Recognizer<'a> {
         }
     }
 
-    /// Backbone features of crops, prepared as the run's images were (with the mirror image
-    /// averaged in when the run used `predict.flip_average`).
-    fn features(&self, crops: &[&RgbImage]) -> Vec<Vec<f32>> {
+    /// Backbone features of the frame's fresh faces (box and capture crop), prepared as the
+    /// run's images were (with the mirror image averaged in when the run used
+    /// `predict.flip_average`).
+    fn features(&self, frame: &RgbImage, faces: &[(Rect, &RgbImage)]) -> Vec<Vec<f32>> {
         let resize = self.head.meta.resize;
-        let prepared: Vec<_> = crops
-            .iter()
-            .map(|c| self.backbone.prepare(c, resize))
-            .collect();
-        let mut rows = self.backbone.features(&prepared.iter().collect::<Vec<_>>());
-        if self.head.meta.flip_average {
-            let mirrored: Vec<_> = crops
+        let features_of = |mirror: bool| {
+            let inputs: Vec<_> = faces
                 .iter()
-                .map(|c| {
-                    self.backbone
-                        .prepare(&image::imageops::flip_horizontal(*c), resize)
-                })
+                .map(|(face, crop)| self.backbone.face_input(frame, *face, crop, resize, mirror))
                 .collect();
-            let flipped = self.backbone.features(&mirrored.iter().collect::<Vec<_>>());
-            for (row, other) in rows.iter_mut().zip(flipped) {
+            self.backbone.features(&inputs.iter().collect::<Vec<_>>())
+        };
+        let mut rows = features_of(false);
+        if self.head.meta.flip_average {
+            for (row, other) in rows.iter_mut().zip(features_of(true)) {
                 row.iter_mut()
                     .zip(other)
                     .for_each(|(a, b)| *a = (*a + b) / 2.0);

@@ -130,10 +130,12 @@ impl PackedPointwise {
         groups(self.n).count()
     }
 
-    /// The output channels of column group `group`.
+    /// The output channels of column group `group` (empty past the last group).
     pub fn group_columns(&self, group: usize) -> Range<usize> {
-        let start = group * 2 * LANES;
-        start.min(self.n)..(start + 2 * LANES).min(self.n)
+        groups(self.n).nth(group).map_or(self.n..self.n, |g| {
+            let start = g.first_panel * LANES;
+            start..(start + g.panels * LANES).min(self.n)
+        })
     }
 }
 

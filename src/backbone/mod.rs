@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::align::FaceBox;
+use crate::capture::cascade::Rect;
 use crate::error::Result;
 use crate::image_prep::{self, PreparedImage, ResizeMode, INPUT_SIZE};
 use crate::progress::Progress;
@@ -154,9 +156,30 @@ impl Backbone {
         }
     }
 
-    /// The network's input from any image (a file's, a live face crop).
-    pub fn prepare(&self, image: &RgbImage, resize: ResizeMode) -> BackboneInput {
-        self.input(&self.base_image(image.clone(), resize))
+    /// The network's input for the face the detector found at `face` in `frame` (mirrored left
+    /// to right when asked), given its capture crop (`crop_square(frame, face)`): MobileNetV2
+    /// takes the crop, as it takes the crops capture saves; dlib aligns the face in the frame
+    /// itself, as its face rule does for a detected face, so the crop is not searched again.
+    pub fn face_input(
+        &self,
+        frame: &RgbImage,
+        face: Rect,
+        crop: &RgbImage,
+        resize: ResizeMode,
+        mirror: bool,
+    ) -> BackboneInput {
+        let flipped = |image: &RgbImage| image::imageops::flip_horizontal(image);
+        match self {
+            Backbone::MobileNet(_) => {
+                let crop = if mirror { flipped(crop) } else { crop.clone() };
+                self.input(&self.base_image(crop, resize))
+            }
+            Backbone::Dlib(dlib) => {
+                let (x, y, side) = (f64::from(face.x), f64::from(face.y), f64::from(face.width));
+                let chip = dlib.chip(frame, FaceBox::from_haar(x, y, side));
+                BackboneInput::Chip(if mirror { flipped(&chip) } else { chip })
+            }
+        }
     }
 
     /// One feature row per input, computed together.
@@ -203,17 +226,6 @@ impl Backbones {
             explicit_weights: explicit_weights.map(Path::to_owned),
             loaded: Mutex::new(Vec::new()),
         }
-    }
-
-    /// With `backbone` already loaded (others load from `models_dir` when asked for).
-    pub fn with_loaded(backbone: Backbone, models_dir: &Path) -> Self {
-        let backbones = Backbones::new(models_dir, None);
-        backbones
-            .loaded
-            .lock()
-            .expect("a new lock is not poisoned")
-            .push(Arc::new(backbone));
-        backbones
     }
 
     /// The backbone of `kind`, loaded now if it is the first time it is asked for.

@@ -287,6 +287,8 @@ impl FaceResNet {
         let relu_after = !matches!(skip, Some(Skip::Pooled));
         let mine = units(od.pixels(), conv, member);
         if matches!(mine.first(), Some(Unit::Columns(_))) {
+            // Every member gathers all the rows of this small map for itself: cheaper than a
+            // shared gather and one more barrier.
             with_scratch(&IM2COL, od.pixels() * taps, |rows| {
                 for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
                     gather(input, x.dims, conv, i / od.width, i % od.width, row);
