@@ -1,9 +1,10 @@
 //! The forward pass of dlib's face ResNet: one chip through the stem, the residual blocks, the
-//! global pool and the last layer. A lone chip is computed by a team of threads that share out
-//! every layer (by output pixels where a map is large, by output-channel groups where it is
-//! small: the deep 9x9, 5x5 and 3x3 maps hold a third of the work) and meet at a spinning
-//! barrier between layers, as MobileNetV2's team does; a batch runs one chip per task, each a
-//! team of one. Every layer writes its own buffer, so a buffer is never written after the
+//! global pool and the last layer. Convolutions run as an im2col gather and GEMM, or, for the
+//! blocks' 3x3 stride-1 convolutions, as Winograd's F(2x2, 3x3) (`winograd`). A lone chip is
+//! computed by a team of threads that share out every layer (by output pixels or tiles where a
+//! map is large, by output-channel groups where it is small: the deep 8x8, 4x4 and smaller maps
+//! hold a third of the work) and meet at a spinning barrier between layers, as MobileNetV2's
+//! team does; a batch runs one chip per task, each a team of one. Every layer writes its own buffer, so a buffer is never written after the
 //! barrier that follows its layer; buffers are reused between chips.
 
 use std::ops::Range;
@@ -11,14 +12,23 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::resnet::{Block, Conv, FaceResNet, CHIP_SIZE, DESCRIPTOR_DIM};
+use super::winograd::{tile_grid, Winograd};
 use crate::backbone::kernels::{pointwise, pointwise_groups, Activation, TILE_ROWS};
 use crate::backbone::network::team::{Member, SharedBuffer, SpinBarrier};
 
-/// Fewest output pixels a unit of convolution work computes; a map with fewer than four times
-/// this many is shared out by output-channel groups instead.
-const MIN_PIXELS_PER_UNIT: usize = 24;
+/// Fewest GEMM rows (output pixels, or Winograd tiles) that are shared out by rows; fewer are
+/// shared out by output-channel groups. Measured on two cores (min of 300 chips): 24 gave
+/// 3.2-3.6 ms per chip, 12 gave 3.5-3.6 and 96 gave 3.6-3.9.
+const MIN_ROWS_FOR_ROW_SPLIT: usize = 24;
 /// Most GEMM tiles one unit of convolution work gathers and computes at once.
 const MAX_TILES_PER_UNIT: usize = 16;
+/// Most Winograd tiles one unit transforms and multiplies at once (16 GEMMs of this many rows).
+const WINOGRAD_TILES_PER_UNIT: usize = 4;
+/// Smallest map side computed by Winograd's F(2x2, 3x3). Measured per layer on one core (min
+/// of 30): 35x35x32 240 -> 200 us, 17x17x64 198 -> 134, 8x8x128 168 -> 88, 4x4x256 164 -> 80,
+/// 3x3x256 108 -> 80; the 1x1 map of the last block is a single tile mostly of padding
+/// (25 -> 51 us) and runs direct.
+const WINOGRAD_MIN_SIDE: usize = 3;
 /// Buffer sets kept for reuse (one per chip computed at once).
 const MAX_SPARE_BUFFERS: usize = 8;
 
@@ -143,33 +153,34 @@ impl Buffers {
     }
 }
 
-/// A member's part of a convolution: a run of output pixels, or one column group of them all.
+/// A member's part of a convolution: a run of GEMM rows (output pixels, or Winograd tiles), or
+/// a run of column groups of them all.
 #[derive(Debug, Clone, PartialEq)]
 enum Unit {
-    Pixels(Range<usize>),
-    Columns(usize),
+    Rows(Range<usize>),
+    Columns(Range<usize>),
 }
 
-/// `member`'s units of a convolution with `pixels` outputs: where the map is large, its share of
-/// the GEMM's 12-row tiles (shares differ by at most one tile), in runs of at most
-/// [`MAX_TILES_PER_UNIT`] so the im2col rows stay in cache; where the map is small, every
-/// `count`-th column group.
-fn units(pixels: usize, conv: &Conv, member: Member) -> Vec<Unit> {
-    if pixels < 4 * MIN_PIXELS_PER_UNIT {
-        let groups = 0..conv.packed.group_count();
-        return groups
-            .skip(member.index)
-            .step_by(member.count)
-            .map(Unit::Columns)
-            .collect();
+/// `member`'s units of a convolution whose GEMMs have `rows` rows and `groups` column groups:
+/// where there are many rows, its share of the 12-row tiles (shares differ by at most one
+/// tile), in runs of at most `max_tiles` so the scratch stays in cache; where there are few, its
+/// share of the column groups.
+fn units(rows: usize, groups: usize, max_tiles: usize, member: Member) -> Vec<Unit> {
+    if rows < MIN_ROWS_FOR_ROW_SPLIT {
+        let mine = share(member, groups);
+        return if mine.is_empty() {
+            Vec::new()
+        } else {
+            vec![Unit::Columns(mine)]
+        };
     }
-    let tiles = share(member, pixels.div_ceil(TILE_ROWS));
+    let tiles = share(member, rows.div_ceil(TILE_ROWS));
     tiles
         .clone()
-        .step_by(MAX_TILES_PER_UNIT)
+        .step_by(max_tiles)
         .map(|first| {
-            let end = (first + MAX_TILES_PER_UNIT).min(tiles.end);
-            Unit::Pixels(first * TILE_ROWS..(end * TILE_ROWS).min(pixels))
+            let end = (first + max_tiles).min(tiles.end);
+            Unit::Rows(first * TILE_ROWS..(end * TILE_ROWS).min(rows))
         })
         .collect()
 }
@@ -278,66 +289,126 @@ impl FaceResNet {
     /// block's second convolution of the same size) unless `skip` says the pooled skip follows.
     fn conv_share(&self, x: &Layer, conv: &Conv, skip: Option<Skip>, out: &Layer, member: Member) {
         debug_assert_eq!(x.dims.channels, conv.inputs);
-        let (input, od) = (x.read(), out.dims);
-        let (n, taps) = (conv.outputs, conv.kernel * conv.kernel * x.dims.channels);
         let residual = match skip {
             Some(Skip::Same(s)) => Some(s.read()),
             _ => None,
         };
         let relu_after = !matches!(skip, Some(Skip::Pooled));
-        let mine = units(od.pixels(), conv, member);
-        if matches!(mine.first(), Some(Unit::Columns(_))) {
-            // Every member gathers all the rows of this small map for itself: cheaper than a
-            // shared gather and one more barrier.
-            with_scratch(&IM2COL, od.pixels() * taps, |rows| {
-                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
-                    gather(input, x.dims, conv, i / od.width, i % od.width, row);
-                }
-                with_scratch(&COLUMNS, od.pixels() * n, |part| {
-                    for unit in &mine {
-                        let Unit::Columns(group) = *unit else {
-                            continue;
-                        };
-                        let only = group..group + 1;
-                        pointwise_groups(
-                            self.isa,
-                            rows,
-                            &conv.packed,
-                            Activation::None,
-                            residual,
-                            part,
-                            only,
-                        );
-                        let columns = conv.packed.group_columns(group);
-                        for pixel in 0..od.pixels() {
-                            let from = &mut part[pixel * n..][columns.clone()];
-                            if relu_after {
-                                relu(from);
-                            }
-                            let to = pixel * n + columns.start..pixel * n + columns.end;
-                            // SAFETY: this column group of this layer is this member's alone.
-                            unsafe { out.buf.slice_mut(to) }.copy_from_slice(from);
-                        }
-                    }
-                });
-            });
-            return;
+        match &conv.winograd {
+            Some(winograd) if out.dims.height >= WINOGRAD_MIN_SIDE => {
+                self.winograd_share(x, winograd, residual, relu_after, out, member)
+            }
+            _ => self.direct_share(x, conv, residual, relu_after, out, member),
         }
-        for unit in &mine {
-            let Unit::Pixels(pixels) = unit else { continue };
-            with_scratch(&IM2COL, pixels.len() * taps, |rows| {
-                for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
-                    let p = pixels.start + i;
-                    gather(input, x.dims, conv, p / od.width, p % od.width, row);
+    }
+
+    /// [`Self::conv_share`] as an im2col gather and one GEMM.
+    fn direct_share(
+        &self,
+        x: &Layer,
+        conv: &Conv,
+        residual: Option<&[f32]>,
+        relu_after: bool,
+        out: &Layer,
+        member: Member,
+    ) {
+        let (input, od) = (x.read(), out.dims);
+        let (n, taps) = (conv.outputs, conv.kernel * conv.kernel * x.dims.channels);
+        let groups = conv.packed.group_count();
+        for unit in units(od.pixels(), groups, MAX_TILES_PER_UNIT, member) {
+            match unit {
+                Unit::Columns(only) => {
+                    // Every member gathers all the rows of this small map for itself: cheaper
+                    // than a shared gather and one more barrier.
+                    with_scratch(&IM2COL, od.pixels() * taps, |rows| {
+                        for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                            gather(input, x.dims, conv, i / od.width, i % od.width, row);
+                        }
+                        with_scratch(&COLUMNS, od.pixels() * n, |part| {
+                            let packed = &conv.packed;
+                            pointwise_groups(
+                                self.isa,
+                                rows,
+                                packed,
+                                Activation::None,
+                                residual,
+                                part,
+                                only.clone(),
+                            );
+                            let first = packed.group_columns(only.start).start;
+                            let columns = first..packed.group_columns(only.end - 1).end;
+                            for pixel in 0..od.pixels() {
+                                let from = &mut part[pixel * n..][columns.clone()];
+                                if relu_after {
+                                    relu(from);
+                                }
+                                let to = pixel * n + columns.start..pixel * n + columns.end;
+                                // SAFETY: these column groups of this layer are this member's
+                                // alone.
+                                unsafe { out.buf.slice_mut(to) }.copy_from_slice(from);
+                            }
+                        });
+                    });
                 }
-                let range = pixels.start * n..pixels.end * n;
-                // SAFETY: this run of pixels of this layer is this member's alone.
-                let to = unsafe { out.buf.slice_mut(range.clone()) };
-                let res = residual.map(|r| &r[range]);
-                pointwise(self.isa, rows, &conv.packed, Activation::None, res, to);
-                if relu_after {
-                    relu(to);
-                }
+                Unit::Rows(pixels) => with_scratch(&IM2COL, pixels.len() * taps, |rows| {
+                    for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
+                        let p = pixels.start + i;
+                        gather(input, x.dims, conv, p / od.width, p % od.width, row);
+                    }
+                    let range = pixels.start * n..pixels.end * n;
+                    // SAFETY: this run of pixels of this layer is this member's alone.
+                    let to = unsafe { out.buf.slice_mut(range.clone()) };
+                    let res = residual.map(|r| &r[range]);
+                    pointwise(self.isa, rows, &conv.packed, Activation::None, res, to);
+                    if relu_after {
+                        relu(to);
+                    }
+                }),
+            }
+        }
+    }
+
+    /// [`Self::conv_share`] by Winograd's F(2x2, 3x3): a member takes runs of tiles, or on a
+    /// small map column groups of every tile.
+    fn winograd_share(
+        &self,
+        x: &Layer,
+        winograd: &Winograd,
+        residual: Option<&[f32]>,
+        relu_after: bool,
+        out: &Layer,
+        member: Member,
+    ) {
+        let od = out.dims;
+        let (down, across) = tile_grid(od.height, od.width);
+        let (tiles, groups) = (down * across, winograd.group_count());
+        for unit in units(tiles, groups, WINOGRAD_TILES_PER_UNIT, member) {
+            let (tiles, groups) = match unit {
+                Unit::Rows(tiles) => (tiles, 0..groups),
+                Unit::Columns(groups) => (0..tiles, groups),
+            };
+            let (v_len, m_len) = winograd.scratch_len(tiles.len());
+            with_scratch(&IM2COL, v_len, |v| {
+                with_scratch(&COLUMNS, m_len, |m| {
+                    let shape = (od.height, od.width);
+                    let store = |pixel: usize, column: usize, values: &[f32]| {
+                        let at = pixel * od.channels + column;
+                        // SAFETY: these tiles' pixels, or these column groups, of this layer
+                        // are this member's alone.
+                        unsafe { out.buf.slice_mut(at..at + values.len()) }.copy_from_slice(values);
+                    };
+                    winograd.run(
+                        self.isa,
+                        x.read(),
+                        shape,
+                        tiles,
+                        groups,
+                        (v, m),
+                        residual,
+                        relu_after,
+                        store,
+                    );
+                });
             });
         }
     }
@@ -500,46 +571,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units_cover_every_pixel_once_in_whole_tiles_and_small_maps_split_by_columns() {
-        let conv = |outputs: usize| Conv {
-            inputs: 4,
-            outputs,
-            kernel: 3,
-            stride: 1,
-            pad: 1,
-            packed: crate::backbone::kernels::PackedPointwise::new(
-                &vec![0.0; outputs * 36],
-                &vec![0.0; outputs],
-                outputs,
-                36,
-            ),
-        };
-        for (pixels, count) in [(1296, 2), (289, 2), (324, 1), (5184, 3), (96, 2), (100, 3)] {
+    fn units_cover_every_row_once_in_whole_tiles_and_few_rows_split_by_columns() {
+        for (rows, count) in [(1296, 2), (289, 2), (324, 1), (5184, 3), (24, 2), (100, 3)] {
             let mut next = 0;
             let mut shares = Vec::new();
             for index in 0..count {
                 let mut mine = 0;
-                for unit in units(pixels, &conv(32), member(index, count)) {
-                    let Unit::Pixels(r) = unit else {
+                for unit in units(rows, 2, MAX_TILES_PER_UNIT, member(index, count)) {
+                    let Unit::Rows(r) = unit else {
                         panic!("{unit:?}")
                     };
-                    assert_eq!(r.start, next, "{pixels} pixels, {count} members");
-                    assert!(r.end == pixels || r.len() % TILE_ROWS == 0, "{r:?}");
+                    assert_eq!(r.start, next, "{rows} rows, {count} members");
+                    assert!(r.end == rows || r.len() % TILE_ROWS == 0, "{r:?}");
                     assert!(r.len() <= MAX_TILES_PER_UNIT * TILE_ROWS);
                     next = r.end;
                     mine += r.len();
                 }
                 shares.push(mine);
             }
-            assert_eq!(next, pixels);
+            assert_eq!(next, rows);
             let (least, most) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
             assert!(most - least <= TILE_ROWS, "{shares:?}");
         }
-        let groups = |pixels, n, index, count| units(pixels, &conv(n), member(index, count));
+        let groups = |rows, groups, index, count| units(rows, groups, 16, member(index, count));
+        assert_eq!(groups(20, 4, 1, 2), vec![Unit::Columns(2..4)]);
+        assert_eq!(groups(9, 8, 0, 1), vec![Unit::Columns(0..8)]);
         assert_eq!(
-            groups(81, 128, 1, 2),
-            vec![Unit::Columns(1), Unit::Columns(3)]
+            groups(9, 1, 0, 2),
+            vec![],
+            "a member with no group has no unit"
         );
-        assert_eq!(groups(9, 256, 0, 1).len(), 8);
     }
 }

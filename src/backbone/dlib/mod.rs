@@ -8,6 +8,7 @@ mod forward;
 pub mod resnet;
 pub mod serial;
 pub mod weights;
+mod winograd;
 
 pub use resnet::{FaceResNet, CHIP_SIZE, DESCRIPTOR_DIM};
 

@@ -18,14 +18,16 @@
 //! the larger of each dimension (missing values are zeros), which the down-sampling blocks
 //! need (their pooled skip path can be one pixel wider and has half the channels).
 //!
-//! Convolutions run as an im2col gather into the backbone's packed GEMM (`kernels::pointwise`);
-//! the forward pass is in `forward`.
+//! Convolutions run as an im2col gather into the backbone's packed GEMM (`kernels::pointwise`),
+//! the 3x3 stride-1 ones on larger maps as Winograd's F(2x2, 3x3) over the same GEMM
+//! (`winograd`); the forward pass is in `forward`.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use super::forward::Buffers;
 use super::serial::{Reader, Tensor};
+use super::winograd::Winograd;
 use crate::backbone::kernels::{Isa, PackedPointwise};
 use crate::error::Result;
 
@@ -42,6 +44,8 @@ pub(super) struct Conv {
     pub(super) stride: usize,
     pub(super) pad: usize,
     pub(super) packed: PackedPointwise,
+    /// The same filters for Winograd's F(2x2, 3x3), for a 3x3 stride-1 convolution.
+    pub(super) winograd: Option<Winograd>,
 }
 
 /// A residual block: two convolutions; `down` when the first has stride 2 and the skip path is
@@ -315,6 +319,7 @@ fn fold(
         }
     }
     let bias: Vec<f32> = (0..outputs).map(|n| bias[n] * gamma[n] + beta[n]).collect();
+    let same_3x3 = (kernel, stride, pad) == (3, 1, 1);
     Ok(Conv {
         inputs,
         outputs,
@@ -322,5 +327,6 @@ fn fold(
         stride,
         pad,
         packed: PackedPointwise::new(&weight, &bias, outputs, taps),
+        winograd: same_3x3.then(|| Winograd::new(&weight, &bias, inputs, outputs)),
     })
 }
