@@ -44,12 +44,12 @@ def dlib_ms(batch, calls):
 
 def facelab_ms():
     out = subprocess.run([a.facelab, "bench", "backbone", "--backbone", "dlib_resnet", "--batch", "1", "32",
-                          "--runs", "5"], capture_output=True, text=True, check=True).stdout
+                          "--runs", "20"], capture_output=True, text=True, check=True).stdout
     return {int(b): float(ms) for b, ms in re.findall(r"batch=(\d+): ([\d.]+) ms/chip", out)}, out.strip()
 
 
 for r in range(a.rounds):
-    theirs = {1: dlib_ms(1, 10), 32: dlib_ms(32, 3)}
+    theirs = {1: dlib_ms(1, 20), 32: dlib_ms(32, 3)}
     ours, line = facelab_ms()
     print(f"round {r + 1}: dlib {theirs[1]:.1f} ms/chip at batch 1, {theirs[32]:.1f} at batch 32")
     print(line)
