@@ -51,6 +51,29 @@ pub fn write_atomically_with<E>(
     Ok(())
 }
 
+/// [`write_atomically`] for writers that take a path rather than a file: `fill` writes the file
+/// at a staging path beside `path` (it may replace that file by its own rename), which is then
+/// flushed to disk and renamed over `path`. When `fill` fails, the staging file is removed.
+pub fn write_atomically_via<E>(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), AtomicWriteError<E>> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |at: &Path, e: std::io::Error| AtomicWriteError::Io(Error::io(at, e));
+    let staging = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| io(dir, e))?
+        .into_temp_path();
+    fill(&staging).map_err(AtomicWriteError::Fill)?;
+    File::open(&staging)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| io(path, e))?;
+    staging.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
 /// Largest files of each kind facelab reads (a bound, not an expectation).
 pub mod limits {
     /// An experiment file or `head.json`.
@@ -200,6 +223,30 @@ mod tests {
             Err(AtomicWriteError::Fill("checksum mismatch"))
         ));
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_write_through_a_staging_path_replaces_the_file_or_leaves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        write_atomically(&path, b"old").unwrap();
+        // A writer that makes its own file and renames it over the staging path, as
+        // safetensors' does.
+        let replace = |staging: &Path, bytes: &[u8]| {
+            let own = staging.with_extension("own");
+            std::fs::write(&own, bytes)?;
+            std::fs::rename(&own, staging)
+        };
+        let failed = write_atomically_via(&path, |staging| {
+            replace(staging, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(matches!(failed, Err(AtomicWriteError::Fill(_))));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_atomically_via(&path, |staging| replace(staging, b"new")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

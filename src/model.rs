@@ -3,11 +3,15 @@
 //! display labels, preprocessing) and `config.yaml` (the resolved experiment). Every file is
 //! written to a temporary file and renamed into place.
 
-use crate::fsutil::{limits, read_limited, read_text_limited, write_atomically};
+use crate::fsutil::{
+    limits, read_limited, read_text_limited, write_atomically, write_atomically_via,
+    AtomicWriteError,
+};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, BackboneKind, FEATURE_DIM};
@@ -132,13 +136,28 @@ fn check_meta(meta: &HeadMeta, params: &HeadParams) -> std::result::Result<(), S
 }
 
 /// Writes `params` as safetensors: `layers.{i}.weight` `[inputs, outputs]` and `layers.{i}.bias`.
+/// The file is streamed from the weights in place (safetensors' buffered writer) rather than
+/// built in memory first: a centroid head's 6.5 MB took 7.5 ms to build in fresh memory.
 pub fn save_params(path: &Path, params: &HeadParams) -> Result<()> {
-    write_atomically(path, &params_bytes(path, params)?)
+    let metadata = Some(output_metadata(params.output));
+    write_atomically_via(path, |staging| {
+        safetensors::serialize_to_file(tensor_views(params), metadata, staging)
+    })
+    .map_err(|why| match why {
+        AtomicWriteError::Io(e) => e,
+        AtomicWriteError::Fill(e) => head_error(path, e),
+    })
 }
 
 /// `params` as the bytes of a safetensors file (`path` names it in errors).
 fn params_bytes(path: &Path, params: &HeadParams) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = params
+    safetensors::serialize(tensor_views(params), Some(output_metadata(params.output)))
+        .map_err(|e| head_error(path, e))
+}
+
+/// A head's tensors by their safetensors names.
+fn tensor_views(params: &HeadParams) -> Vec<(String, F32View<'_>)> {
+    params
         .layers
         .iter()
         .enumerate()
@@ -146,27 +165,50 @@ fn params_bytes(path: &Path, params: &HeadParams) -> Result<Vec<u8>> {
             [
                 (
                     format!("layers.{i}.weight"),
-                    vec![l.inputs, l.outputs],
-                    le_bytes(&l.weight),
+                    F32View {
+                        shape: vec![l.inputs, l.outputs],
+                        values: &l.weight,
+                    },
                 ),
                 (
                     format!("layers.{i}.bias"),
-                    vec![l.outputs],
-                    le_bytes(&l.bias),
+                    F32View {
+                        shape: vec![l.outputs],
+                        values: &l.bias,
+                    },
                 ),
             ]
         })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), data)
-                .map_err(|e| head_error(path, e))?;
-            Ok((name.clone(), view))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(output_metadata(params.output)))
-        .map_err(|e| head_error(path, e))
+        .collect()
+}
+
+/// One of a head's tensors as safetensors writes it: float32 values, lent as their bytes where
+/// the machine is little-endian (safetensors' byte order), copied into that order elsewhere.
+struct F32View<'a> {
+    shape: Vec<usize>,
+    values: &'a [f32],
+}
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            Cow::Borrowed(bytemuck::cast_slice(self.values))
+        } else {
+            Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        size_of_val(self.values)
+    }
 }
 
 pub fn load_params(path: &Path) -> Result<HeadParams> {
@@ -271,10 +313,6 @@ pub fn save_meta(dir: &Path, meta: &HeadMeta) -> Result<()> {
 
 fn meta_text(meta: &HeadMeta) -> String {
     serde_json::to_string_pretty(meta).expect("metadata serialises")
-}
-
-fn le_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {

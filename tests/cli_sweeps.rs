@@ -259,6 +259,46 @@ fn a_sweep_over_head_types_trains_each_kind_with_cv_figures() {
     }
 }
 
+/// The number after `label` in `text` (`label` ends where the number starts).
+fn number_after(text: &str, label: &str) -> f64 {
+    let rest = &text[text
+        .find(label)
+        .unwrap_or_else(|| panic!("{label} in {text}"))
+        + label.len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {label} in {text}"))
+}
+
+#[test]
+fn bench_sweep_keeps_new_features_and_training_out_of_the_overhead() {
+    let ws = seed_workspace_with_folds(3);
+    write(
+        ws.path(),
+        "experiments/sweeps/copies.yaml",
+        "experiment: ../base.yaml\nmethod: grid\nmetric: {name: cv_accuracy}\n\
+         parameters:\n  augment.copies: {values: [0, 1]}\n",
+    );
+    let out =
+        stdout_of(facelab(ws.path()).args(["bench", "sweep", "experiments/sweeps/copies.yaml"]));
+    assert!(out.contains("trials=2"), "{out}");
+    let trials = number_after(&out, "+ trials ");
+    let steps = number_after(&out, "s (");
+    let features = number_after(&out, "training steps, ");
+    let overhead_ms = number_after(&out, "steps and features: median ");
+    // The second trial's one augmented copy of each image is computed during the trial, and
+    // counted as features, not as overhead.
+    assert!(features > 0.0 && steps > 0.0, "{out}");
+    assert!(steps + features <= trials, "{out}");
+    assert!(
+        2.0 * overhead_ms / 1000.0 <= trials - steps - features + 1e-3,
+        "{out}"
+    );
+}
+
 #[test]
 fn every_bad_sweep_fixture_exits_2_naming_file_line_and_key() {
     let fixtures = repo_root().join("tests/fixtures/bad_sweeps");

@@ -387,14 +387,15 @@ fn bench_sweep(ctx: &Context, path: &Path, trials: Option<usize>) -> anyhow::Res
     anyhow::ensure!(!ran.is_empty(), "the sweep ran no trials");
     let mut overhead: Vec<f64> = ran
         .iter()
-        .map(|t| 1000.0 * (t.wall_seconds - t.step_seconds))
+        .map(|t| 1000.0 * (t.wall_seconds - t.step_seconds - t.feature_seconds))
         .collect();
     let steps: f64 = ran.iter().map(|t| t.step_seconds).sum();
+    let features: f64 = ran.iter().map(|t| t.feature_seconds).sum();
     let trial_wall: f64 = ran.iter().map(|t| t.wall_seconds).sum();
     let mean = overhead.iter().sum::<f64>() / overhead.len() as f64;
     let worst = overhead.iter().copied().fold(0.0, f64::max);
     println!(
-        "facelab sweep {} method={} trials={}: {wall:.2} s wall = features {:.2} s + trials {trial_wall:.2} s ({steps:.2} s training steps); overhead per trial beyond its steps: median {:.1} ms, mean {mean:.1} ms, worst {worst:.1} ms",
+        "facelab sweep {} method={} trials={}: {wall:.2} s wall = features {:.2} s + trials {trial_wall:.2} s ({steps:.2} s training steps, {features:.2} s features for new data settings); overhead per trial beyond its steps and features: median {:.1} ms, mean {mean:.1} ms, worst {worst:.1} ms",
         sweep.name(),
         sweep.spec.method.as_str(),
         ran.len(),

@@ -19,6 +19,9 @@ pub struct Judgement {
     /// The test set's confusion matrix, with class folder names and display labels.
     pub confusion: Option<(ConfusionMatrix, Vec<String>, Vec<String>)>,
     pub open_set: Option<OpenSetReport>,
+    /// Seconds spent training the open-set calibration's heads (training proper, like the
+    /// run's own steps).
+    pub calibration_seconds: f64,
 }
 
 /// Judges `outcome`'s head on `test` (as the head sees it) and, when the run calibrates, on
@@ -41,6 +44,7 @@ pub fn judge(
         )
     });
     let config = &experiment.config;
+    let mut calibration_seconds = 0.0;
     let open_set = match config.open_set_far() {
         None => None,
         Some(far) => {
@@ -49,6 +53,7 @@ pub fn judge(
             }
             let train = as_head_sees(config, &prepared.train);
             let calibration_config = refit_config(config, trained_epochs(config, outcome));
+            let calibration_start = std::time::Instant::now();
             let calibration = calibrate(
                 &calibration_config,
                 data.classes.len(),
@@ -57,6 +62,7 @@ pub fn judge(
                 far,
             )
             .map_err(|e| experiment.error("open_set", e.to_string()))?;
+            calibration_seconds = calibration_start.elapsed().as_secs_f64();
             let strangers = as_head_sees(config, &prepared.strangers);
             let known_correct = evaluation
                 .as_ref()
@@ -83,6 +89,7 @@ pub fn judge(
         test_accuracy: evaluation.map(|e| e.accuracy),
         confusion,
         open_set,
+        calibration_seconds,
     })
 }
 

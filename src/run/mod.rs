@@ -60,8 +60,8 @@ pub struct RunSummary {
     pub skipped: Vec<(PathBuf, String)>,
     pub phases: PhaseTimes,
     /// Seconds of training proper: making the heads, their steps and validation (all folds,
-    /// and the final head after cross-validation); not the store writes, checkpoints and
-    /// events between epochs, nor saving the head.
+    /// the final head after cross-validation, and the open-set calibration's heads); not the
+    /// store writes, checkpoints and events between epochs, nor saving the head.
     pub step_seconds: f64,
 }
 
@@ -282,6 +282,7 @@ pub fn train_prepared(
         }
     };
     let test_accuracy = judgement.test_accuracy;
+    let step_seconds = step_seconds + judgement.calibration_seconds;
     // A shared store keeps the head, so the run predicts on any machine that reaches it.
     let head = if store.lock().is_shared() {
         Some(model::stored_head(&outcome.params, &meta)?)

@@ -56,6 +56,10 @@ pub struct TrialOutcome {
     pub wall_seconds: f64,
     /// Of those, seconds of training steps and validation (see `RunSummary::step_seconds`).
     pub step_seconds: f64,
+    /// Of those, seconds spent getting the trial's features: nothing when an earlier trial of
+    /// this session had the same data settings, else reading the images and computing the new
+    /// ones (augmented copies, another backbone).
+    pub feature_seconds: f64,
 }
 
 /// How a sweep session ended.

@@ -181,12 +181,15 @@ impl<'a> TrialTrainer<'a> {
             error: Some(error.to_string()),
             wall_seconds: 0.0,
             step_seconds: 0.0,
+            feature_seconds: 0.0,
         };
         let experiment = match self.sweep.trial_experiment(&params, number) {
             Ok(experiment) => experiment,
             Err(e) => return Ok(failed(e)),
         };
+        let features_start = std::time::Instant::now();
         let prepared = self.features_for(&experiment)?;
+        let feature_seconds = features_start.elapsed().as_secs_f64();
         let place = RunPlace {
             ws: self.ws,
             store: self.store,
@@ -224,6 +227,7 @@ impl<'a> TrialTrainer<'a> {
             error,
             wall_seconds: 0.0,
             step_seconds,
+            feature_seconds,
         };
         Ok(match result {
             Ok(summary) => outcome(
