@@ -292,9 +292,11 @@ fn bench_sweep_keeps_new_features_and_training_out_of_the_overhead() {
     // The second trial's one augmented copy of each image is computed during the trial, and
     // counted as features, not as overhead.
     assert!(features > 0.0 && steps > 0.0, "{out}");
-    assert!(steps + features <= trials, "{out}");
+    // Seconds are printed to 0.01 s: allow that rounding three times over.
+    let rounding = 0.015;
+    assert!(steps + features <= trials + rounding, "{out}");
     assert!(
-        2.0 * overhead_ms / 1000.0 <= trials - steps - features + 1e-3,
+        2.0 * overhead_ms / 1000.0 <= trials - steps - features + rounding,
         "{out}"
     );
 }
