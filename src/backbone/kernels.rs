@@ -130,6 +130,15 @@ impl PackedPointwise {
         groups(self.n).count()
     }
 
+    /// The output channels of the column groups `groups` (a run of groups covers a run of
+    /// channels; empty for no groups).
+    pub fn groups_columns(&self, groups: Range<usize>) -> Range<usize> {
+        if groups.is_empty() {
+            return self.n..self.n;
+        }
+        self.group_columns(groups.start).start..self.group_columns(groups.end - 1).end
+    }
+
     /// The output channels of column group `group` (empty past the last group).
     pub fn group_columns(&self, group: usize) -> Range<usize> {
         groups(self.n).nth(group).map_or(self.n..self.n, |g| {

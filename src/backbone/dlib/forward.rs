@@ -11,9 +11,13 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::resnet::{Block, Conv, FaceResNet, CHIP_SIZE, DESCRIPTOR_DIM};
+use super::resnet::{
+    conv_side, pool_side, Block, Conv, FaceResNet, KernelRun, CHIP_SIZE, DESCRIPTOR_DIM,
+};
 use super::winograd::{tile_grid, Winograd};
-use crate::backbone::kernels::{pointwise, pointwise_groups, Activation, TILE_ROWS};
+use crate::backbone::kernels::{
+    pointwise, pointwise_groups, Activation, PackedPointwise, TILE_ROWS,
+};
 use crate::backbone::network::team::{Member, SharedBuffer, SpinBarrier};
 
 /// Fewest GEMM rows (output pixels, or Winograd tiles) that are shared out by rows; fewer are
@@ -24,11 +28,6 @@ const MIN_ROWS_FOR_ROW_SPLIT: usize = 24;
 const MAX_TILES_PER_UNIT: usize = 16;
 /// Most Winograd tiles one unit transforms and multiplies at once (16 GEMMs of this many rows).
 const WINOGRAD_TILES_PER_UNIT: usize = 4;
-/// Smallest map side computed by Winograd's F(2x2, 3x3). Measured per layer on one core (min
-/// of 30): 35x35x32 240 -> 200 us, 17x17x64 198 -> 134, 8x8x128 168 -> 88, 4x4x256 164 -> 80,
-/// 3x3x256 108 -> 80; the 1x1 map of the last block is a single tile mostly of padding
-/// (25 -> 51 us) and runs direct.
-const WINOGRAD_MIN_SIDE: usize = 3;
 /// Buffer sets kept for reuse (one per chip computed at once).
 const MAX_SPARE_BUFFERS: usize = 8;
 
@@ -51,18 +50,22 @@ impl Dims {
 
     /// The output of `conv` on a map of this size (dlib's rule, see the resnet module).
     fn conv(self, conv: &Conv) -> Dims {
+        let side = |input| {
+            conv_side(input, conv.kernel, conv.stride, conv.pad).expect("checked when read")
+        };
         Dims {
-            height: 1 + (self.height + 2 * conv.pad - conv.kernel) / conv.stride,
-            width: 1 + (self.width + 2 * conv.pad - conv.kernel) / conv.stride,
+            height: side(self.height),
+            width: side(self.width),
             channels: conv.outputs,
         }
     }
 
     /// The output of an unpadded `kernel`x`kernel` pool with `stride`.
     fn pool(self, kernel: usize, stride: usize) -> Dims {
+        let side = |input| pool_side(input, kernel, stride).expect("checked when read");
         Dims {
-            height: 1 + (self.height - kernel) / stride,
-            width: 1 + (self.width - kernel) / stride,
+            height: side(self.height),
+            width: side(self.width),
             channels: self.channels,
         }
     }
@@ -294,19 +297,23 @@ impl FaceResNet {
             _ => None,
         };
         let relu_after = !matches!(skip, Some(Skip::Pooled));
-        match &conv.winograd {
-            Some(winograd) if out.dims.height >= WINOGRAD_MIN_SIDE => {
+        match &conv.kernel_run {
+            KernelRun::Winograd(winograd) => {
                 self.winograd_share(x, winograd, residual, relu_after, out, member)
             }
-            _ => self.direct_share(x, conv, residual, relu_after, out, member),
+            KernelRun::Im2col(packed) => {
+                self.direct_share(x, conv, packed, residual, relu_after, out, member)
+            }
         }
     }
 
     /// [`Self::conv_share`] as an im2col gather and one GEMM.
+    #[allow(clippy::too_many_arguments)]
     fn direct_share(
         &self,
         x: &Layer,
         conv: &Conv,
+        packed: &PackedPointwise,
         residual: Option<&[f32]>,
         relu_after: bool,
         out: &Layer,
@@ -314,7 +321,7 @@ impl FaceResNet {
     ) {
         let (input, od) = (x.read(), out.dims);
         let (n, taps) = (conv.outputs, conv.kernel * conv.kernel * x.dims.channels);
-        let groups = conv.packed.group_count();
+        let groups = packed.group_count();
         for unit in units(od.pixels(), groups, MAX_TILES_PER_UNIT, member) {
             match unit {
                 Unit::Columns(only) => {
@@ -325,7 +332,6 @@ impl FaceResNet {
                             gather(input, x.dims, conv, i / od.width, i % od.width, row);
                         }
                         with_scratch(&COLUMNS, od.pixels() * n, |part| {
-                            let packed = &conv.packed;
                             pointwise_groups(
                                 self.isa,
                                 rows,
@@ -335,8 +341,7 @@ impl FaceResNet {
                                 part,
                                 only.clone(),
                             );
-                            let first = packed.group_columns(only.start).start;
-                            let columns = first..packed.group_columns(only.end - 1).end;
+                            let columns = packed.groups_columns(only.clone());
                             for pixel in 0..od.pixels() {
                                 let from = &mut part[pixel * n..][columns.clone()];
                                 if relu_after {
@@ -359,7 +364,7 @@ impl FaceResNet {
                     // SAFETY: this run of pixels of this layer is this member's alone.
                     let to = unsafe { out.buf.slice_mut(range.clone()) };
                     let res = residual.map(|r| &r[range]);
-                    pointwise(self.isa, rows, &conv.packed, Activation::None, res, to);
+                    pointwise(self.isa, rows, packed, Activation::None, res, to);
                     if relu_after {
                         relu(to);
                     }

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 
 use super::forward::Buffers;
 use super::serial::{Reader, Tensor};
-use super::winograd::Winograd;
+use super::winograd::{self, Winograd};
 use crate::backbone::kernels::{Isa, PackedPointwise};
 use crate::error::Result;
 
@@ -43,9 +43,27 @@ pub(super) struct Conv {
     pub(super) kernel: usize,
     pub(super) stride: usize,
     pub(super) pad: usize,
-    pub(super) packed: PackedPointwise,
-    /// The same filters for Winograd's F(2x2, 3x3), for a 3x3 stride-1 convolution.
-    pub(super) winograd: Option<Winograd>,
+    pub(super) kernel_run: KernelRun,
+}
+
+/// How a convolution runs, chosen when the network is read from the size of its output map.
+pub(super) enum KernelRun {
+    /// An im2col gather and one GEMM over these weights.
+    Im2col(PackedPointwise),
+    /// Winograd's F(2x2, 3x3): the 3x3 stride-1 convolutions on maps of at least
+    /// [`winograd::MIN_SIDE`] pixels.
+    Winograd(Winograd),
+}
+
+/// The side of a convolution's output (dlib's rule above); `None` when the kernel is larger
+/// than the padded input.
+pub(super) fn conv_side(input: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
+    Some(1 + (input + 2 * pad).checked_sub(kernel)? / stride)
+}
+
+/// The side of an unpadded pool's output; `None` when the window is larger than the input.
+pub(super) fn pool_side(input: usize, kernel: usize, stride: usize) -> Option<usize> {
+    Some(1 + input.checked_sub(kernel)? / stride)
 }
 
 /// A residual block: two convolutions; `down` when the first has stride 2 and the skip path is
@@ -213,34 +231,48 @@ fn read_layer_state(r: &mut Reader) -> Result<()> {
 /// Checks the layer sequence against the network's shape and builds it.
 fn assemble(layers: Vec<Layer>, mean: [f32; 3], r: &Reader) -> Result<FaceResNet> {
     let mut it = layers.into_iter().peekable();
-    let mut channels = 3;
+    // The map entering the next layer: its channels and side.
+    let (mut channels, mut side) = (3, CHIP_SIZE);
     let conv_affine = |it: &mut std::iter::Peekable<std::vec::IntoIter<Layer>>,
-                       channels: &mut usize|
+                       channels: &mut usize,
+                       side: &mut usize|
      -> Result<Conv> {
         match (it.next(), it.next()) {
             (Some(Layer::Conv { params, spec }), Some(Layer::Affine(affine))) => {
-                let conv = fold(&params, &affine, spec, *channels)
+                let [_, kernel, _, stride, pad] = spec;
+                let out = conv_side(*side, kernel, stride, pad).ok_or_else(|| {
+                    r.error(format!("convolution {spec:?} on a {side}x{side} map"))
+                })?;
+                let conv = fold(&params, &affine, spec, *channels, out)
                     .map_err(|why| r.error(format!("convolution {spec:?}: {why}")))?;
-                *channels = conv.outputs;
+                (*channels, *side) = (conv.outputs, out);
                 Ok(conv)
             }
             _ => Err(r.error("expected a convolution followed by affine")),
         }
     };
-    let stem = conv_affine(&mut it, &mut channels)?;
+    let stem = conv_affine(&mut it, &mut channels, &mut side)?;
     if !matches!(it.next(), Some(Layer::Relu))
         || !matches!(it.next(), Some(Layer::MaxPool([3, 3, 2, 0])))
     {
         return Err(r.error("the stem does not end in relu and a 3x3/2 max pool"));
     }
+    side = pool_side(side, 3, 2).ok_or_else(|| r.error("a stem too small to pool"))?;
     let mut blocks = Vec::new();
     while matches!(it.peek(), Some(Layer::Conv { .. })) {
-        let first = conv_affine(&mut it, &mut channels)?;
+        let input_side = side;
+        let first = conv_affine(&mut it, &mut channels, &mut side)?;
         if !matches!(it.next(), Some(Layer::Relu)) {
             return Err(r.error("a block without relu between its convolutions"));
         }
-        let second = conv_affine(&mut it, &mut channels)?;
+        let second = conv_affine(&mut it, &mut channels, &mut side)?;
         let down = first.stride == 2;
+        if down {
+            // dlib's add_prev takes the larger of the block's map and its pooled input.
+            let pooled = pool_side(input_side, 2, 2)
+                .ok_or_else(|| r.error("a down-sampling block on a map too small to pool"))?;
+            side = side.max(pooled);
+        }
         if down && !matches!(it.next(), Some(Layer::AvgPool([2, 2, 2, 0]))) {
             return Err(r.error("a down-sampling block without a 2x2/2 average pool"));
         }
@@ -281,13 +313,15 @@ fn assemble(layers: Vec<Layer>, mean: [f32; 3], r: &Reader) -> Result<FaceResNet
     })
 }
 
-/// Folds `affine` (per-channel gamma, then beta) into the convolution and packs its weights in
-/// im2col order: for output `n`, `[(dy * k + dx) * inputs + c]`.
+/// Folds `affine` (per-channel gamma, then beta) into the convolution and packs its weights for
+/// how it runs on its `out_side` output map (weights in im2col order: for output `n`,
+/// `[(dy * k + dx) * inputs + c]`).
 fn fold(
     params: &Tensor,
     affine: &Tensor,
     [outputs, kernel, _, stride, pad]: [usize; 5],
     inputs: usize,
+    out_side: usize,
 ) -> std::result::Result<Conv, String> {
     let taps = kernel * kernel * inputs;
     if params.data.len() != outputs * taps + outputs {
@@ -319,14 +353,17 @@ fn fold(
         }
     }
     let bias: Vec<f32> = (0..outputs).map(|n| bias[n] * gamma[n] + beta[n]).collect();
-    let same_3x3 = (kernel, stride, pad) == (3, 1, 1);
+    let kernel_run = if (kernel, stride, pad) == (3, 1, 1) && out_side >= winograd::MIN_SIDE {
+        KernelRun::Winograd(Winograd::new(&weight, &bias, inputs, outputs))
+    } else {
+        KernelRun::Im2col(PackedPointwise::new(&weight, &bias, outputs, taps))
+    };
     Ok(Conv {
         inputs,
         outputs,
         kernel,
         stride,
         pad,
-        packed: PackedPointwise::new(&weight, &bias, outputs, taps),
-        winograd: same_3x3.then(|| Winograd::new(&weight, &bias, inputs, outputs)),
+        kernel_run,
     })
 }
