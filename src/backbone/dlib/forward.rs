@@ -4,21 +4,20 @@
 //! computed by a team of threads that share out every layer (by output pixels or tiles where a
 //! map is large, by output-channel groups where it is small: the deep 8x8, 4x4 and smaller maps
 //! hold a third of the work) and meet at a spinning barrier between layers, as MobileNetV2's
-//! team does; a batch runs one chip per task, each a team of one. Every layer writes its own buffer, so a buffer is never written after the
-//! barrier that follows its layer; buffers are reused between chips.
+//! team does; a batch runs one chip per task, each a team of one. The layers' buffers are in
+//! `buffers`.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::resnet::{
-    conv_side, pool_side, Block, Conv, FaceResNet, KernelRun, CHIP_SIZE, DESCRIPTOR_DIM,
-};
+use super::buffers::{share, BlockBuffers, Buffers, Dims, Layer};
+use super::resnet::{Block, Conv, FaceResNet, KernelRun, CHIP_SIZE, DESCRIPTOR_DIM};
 use super::winograd::{tile_grid, Winograd};
 use crate::backbone::kernels::{
     pointwise, pointwise_groups, Activation, PackedPointwise, TILE_ROWS,
 };
-use crate::backbone::network::team::{Member, SharedBuffer, SpinBarrier};
+use crate::backbone::network::team::{Member, SpinBarrier};
 
 /// Fewest GEMM rows (output pixels, or Winograd tiles) that are shared out by rows; fewer are
 /// shared out by output-channel groups. Measured on two cores (min of 300 chips): 24 gave
@@ -30,131 +29,6 @@ const MAX_TILES_PER_UNIT: usize = 16;
 const WINOGRAD_TILES_PER_UNIT: usize = 4;
 /// Buffer sets kept for reuse (one per chip computed at once).
 const MAX_SPARE_BUFFERS: usize = 8;
-
-/// A map's size, NHWC without the batch: `[height][width][channels]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Dims {
-    height: usize,
-    width: usize,
-    channels: usize,
-}
-
-impl Dims {
-    fn pixels(self) -> usize {
-        self.height * self.width
-    }
-
-    fn len(self) -> usize {
-        self.pixels() * self.channels
-    }
-
-    /// The output of `conv` on a map of this size (dlib's rule, see the resnet module).
-    fn conv(self, conv: &Conv) -> Dims {
-        let side = |input| {
-            conv_side(input, conv.kernel, conv.stride, conv.pad).expect("checked when read")
-        };
-        Dims {
-            height: side(self.height),
-            width: side(self.width),
-            channels: conv.outputs,
-        }
-    }
-
-    /// The output of an unpadded `kernel`x`kernel` pool with `stride`.
-    fn pool(self, kernel: usize, stride: usize) -> Dims {
-        let side = |input| pool_side(input, kernel, stride).expect("checked when read");
-        Dims {
-            height: side(self.height),
-            width: side(self.width),
-            channels: self.channels,
-        }
-    }
-
-    /// dlib's `add_prev` takes the larger of each dimension.
-    fn max(self, other: Dims) -> Dims {
-        Dims {
-            height: self.height.max(other.height),
-            width: self.width.max(other.width),
-            channels: self.channels.max(other.channels),
-        }
-    }
-}
-
-/// One layer's output: its size and the buffer the team writes it into.
-pub(super) struct Layer {
-    dims: Dims,
-    buf: SharedBuffer,
-}
-
-impl Layer {
-    fn new(dims: Dims) -> Self {
-        Layer {
-            dims,
-            buf: SharedBuffer::new(dims.len()),
-        }
-    }
-
-    /// The whole layer, to read once the barrier after its writing has passed.
-    fn read(&self) -> &[f32] {
-        // SAFETY: callers read a layer only after the barrier that ends its layer; no member
-        // writes it again in this pass (every layer has its own buffer).
-        unsafe { self.buf.slice(0..self.dims.len()) }
-    }
-}
-
-/// Every layer's output buffer for one chip.
-pub(super) struct Buffers {
-    input: Layer,
-    stem: Layer,
-    pooled: Layer,
-    blocks: Vec<BlockBuffers>,
-}
-
-/// A block's outputs: after its first convolution, after its second (down-sampling blocks
-/// only, before the pooled skip is added) and after the block.
-struct BlockBuffers {
-    first: Layer,
-    second: Option<Layer>,
-    out: Layer,
-}
-
-impl Buffers {
-    fn for_net(net: &FaceResNet) -> Self {
-        let input = Dims {
-            height: CHIP_SIZE,
-            width: CHIP_SIZE,
-            channels: 3,
-        };
-        let stem = input.conv(&net.stem);
-        let pooled = stem.pool(3, 2);
-        let mut x = pooled;
-        let blocks = net
-            .blocks
-            .iter()
-            .map(|block| {
-                let first = x.conv(&block.first);
-                let second = first.conv(&block.second);
-                let out = if block.down {
-                    second.max(x.pool(2, 2))
-                } else {
-                    second
-                };
-                x = out;
-                BlockBuffers {
-                    first: Layer::new(first),
-                    second: block.down.then(|| Layer::new(second)),
-                    out: Layer::new(out),
-                }
-            })
-            .collect();
-        Buffers {
-            input: Layer::new(input),
-            stem: Layer::new(stem),
-            pooled: Layer::new(pooled),
-            blocks,
-        }
-    }
-}
 
 /// A member's part of a convolution: a run of GEMM rows (output pixels, or Winograd tiles), or
 /// a run of column groups of them all.
@@ -186,11 +60,6 @@ fn units(rows: usize, groups: usize, max_tiles: usize, member: Member) -> Vec<Un
             Unit::Rows(first * TILE_ROWS..(end * TILE_ROWS).min(rows))
         })
         .collect()
-}
-
-/// `member`'s even share of `0..total`.
-fn share(member: Member, total: usize) -> Range<usize> {
-    total * member.index / member.count..total * (member.index + 1) / member.count
 }
 
 impl FaceResNet {
@@ -468,14 +337,10 @@ fn add_pooled_skip_share(second: &Layer, x: &Layer, out: &Layer, member: Member)
     let (sd, xd, od) = (second.dims, x.dims, out.dims);
     let pd = xd.pool(2, 2);
     let (conv, input) = (second.read(), x.read());
-    let pixels = share(member, od.pixels());
-    // SAFETY: this member's pixels of this layer are its alone.
-    let to = unsafe {
-        out.buf
-            .slice_mut(pixels.start * od.channels..pixels.end * od.channels)
-    };
+    // SAFETY: this member writes its share of this layer once, before the barrier.
+    let (first, to) = unsafe { out.member_pixels_mut(member) };
     for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
-        let (y, x) = ((pixels.start + i) / od.width, (pixels.start + i) % od.width);
+        let (y, x) = ((first + i) / od.width, (first + i) % od.width);
         px.fill(0.0);
         if y < sd.height && x < sd.width {
             let from = &conv[(y * sd.width + x) * sd.channels..][..sd.channels];
@@ -496,14 +361,10 @@ fn add_pooled_skip_share(second: &Layer, x: &Layer, out: &Layer, member: Member)
 /// `member`'s pixels of the stem's unpadded 3x3/2 max pool over `x` into `out`.
 fn max_pool_share(x: &Layer, out: &Layer, member: Member) {
     let (xd, od, input) = (x.dims, out.dims, x.read());
-    let pixels = share(member, od.pixels());
-    // SAFETY: this member's pixels of this layer are its alone.
-    let to = unsafe {
-        out.buf
-            .slice_mut(pixels.start * od.channels..pixels.end * od.channels)
-    };
+    // SAFETY: this member writes its share of this layer once, before the barrier.
+    let (first, to) = unsafe { out.member_pixels_mut(member) };
     for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
-        let (oy, ox) = ((pixels.start + i) / od.width, (pixels.start + i) % od.width);
+        let (oy, ox) = ((first + i) / od.width, (first + i) % od.width);
         px.fill(f32::NEG_INFINITY);
         for dy in 0..3 {
             for dx in 0..3 {

@@ -4,6 +4,7 @@
 //! per machine ([`weights`]). [`DlibFace`] also owns the rule for which face an image shows
 //! (the largest the Haar cascade finds, else the image taken as a capture crop).
 
+mod buffers;
 mod forward;
 pub mod resnet;
 pub mod serial;

@@ -25,7 +25,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::forward::Buffers;
+use super::buffers::Buffers;
 use super::serial::{Reader, Tensor};
 use super::winograd::{self, Winograd};
 use crate::backbone::kernels::{Isa, PackedPointwise};
