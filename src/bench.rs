@@ -192,9 +192,9 @@ pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) 
         .iter()
         .map(|l| l.weight.len() + l.bias.len())
         .sum();
-    let mut optimizer = Optimizer::new(&OptimizerConfig::default(), &params);
     let runner = HeadRunner::new(1, 0.0);
     let mut trainer = runner.trainer(params);
+    let mut optimizer = Optimizer::new(&OptimizerConfig::default(), &trainer.parameter_lengths());
     let x = pseudo_normal(batch * dim, 7);
     let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
     let mut phases: [Vec<f64>; 4] = Default::default();

@@ -8,48 +8,41 @@ use dfdx::prelude::*;
 use super::dense::Traced;
 use super::head::Dense;
 use super::l2_normalize_row;
+use super::layout::{column_offsets, Layout};
 
-/// Scales every column of `weight` (`[rows, columns]`) to unit length.
+/// Scales every column of `weight` (`[rows, columns]` row-major) to unit length.
 pub fn normalize_columns(weight: &mut [f32], columns: usize) {
-    for (column, norm) in column_norms(weight, columns).into_iter().enumerate() {
-        if norm > 0.0 {
-            weight[column..]
-                .iter_mut()
-                .step_by(columns)
-                .for_each(|w| *w /= norm);
-        }
-    }
+    let rows = weight.len() / columns.max(1);
+    normalize_columns_in(weight, Layout::row_major(columns), rows, columns);
 }
 
-fn column_norms(weight: &[f32], columns: usize) -> Vec<f32> {
-    let mut sums = vec![0.0f32; columns];
-    for row in weight.chunks_exact(columns) {
-        for (s, w) in sums.iter_mut().zip(row) {
-            *s += w * w;
+/// Scales every column of the `rows x columns` matrix `weight` (in `layout`) to unit length.
+pub fn normalize_columns_in(weight: &mut [f32], layout: Layout, rows: usize, columns: usize) {
+    for column in 0..columns {
+        let norm = column_offsets(layout, rows, column)
+            .map(|i| weight[i] * weight[i])
+            .sum::<f32>()
+            .sqrt();
+        if norm > 0.0 {
+            column_offsets(layout, rows, column).for_each(|i| weight[i] /= norm);
         }
     }
-    sums.into_iter().map(f32::sqrt).collect()
 }
 
 /// Removes from each column's gradient its part along the (unit) column: the gradient of the
-/// loss through `w / |w|` at `|w| = 1`.
-pub fn project_to_tangent(weight: &[f32], gradient: &mut [f32], columns: usize) {
-    let mut along = vec![0.0f32; columns];
-    for (w_row, g_row) in weight
-        .chunks_exact(columns)
-        .zip(gradient.chunks_exact(columns))
-    {
-        for ((a, w), g) in along.iter_mut().zip(w_row).zip(g_row) {
-            *a += w * g;
-        }
-    }
-    for (w_row, g_row) in weight
-        .chunks_exact(columns)
-        .zip(gradient.chunks_exact_mut(columns))
-    {
-        for ((g, w), a) in g_row.iter_mut().zip(w_row).zip(&along) {
-            *g -= a * w;
-        }
+/// loss through `w / |w|` at `|w| = 1`. Both are `rows x columns` in `layout`.
+pub fn project_to_tangent(
+    weight: &[f32],
+    gradient: &mut [f32],
+    layout: Layout,
+    rows: usize,
+    columns: usize,
+) {
+    for column in 0..columns {
+        let along: f32 = column_offsets(layout, rows, column)
+            .map(|i| weight[i] * gradient[i])
+            .sum();
+        column_offsets(layout, rows, column).for_each(|i| gradient[i] -= along * weight[i]);
     }
 }
 
@@ -113,7 +106,7 @@ mod tests {
         let mut weight = vec![1.0, 2.0, -2.0, 0.5, 0.3, 1.0];
         normalize_columns(&mut weight, 2);
         let mut gradient = vec![0.4, -1.0, 0.7, 2.0, -0.3, 0.1];
-        project_to_tangent(&weight, &mut gradient, 2);
+        project_to_tangent(&weight, &mut gradient, Layout::row_major(2), 3, 2);
         for column in 0..2 {
             let dot: f32 = (0..3)
                 .map(|r| weight[r * 2 + column] * gradient[r * 2 + column])

@@ -99,7 +99,7 @@ pub fn cross_validate(
             .zip(&evaluators)
             .map(|((training, fold), evaluator)| {
                 let (loss, accuracy) = training.epoch(epoch, &|| false)?;
-                let val = evaluate(evaluator, training.trainer.params(), &fold.val);
+                let val = evaluate(evaluator, &training.trainer.params(), &fold.val);
                 check_finite(val.loss, epoch, training.steps)?;
                 Ok([loss, accuracy, val.loss, val.accuracy])
             })
@@ -122,7 +122,7 @@ pub fn cross_validate(
         observer.epoch_finished(&metrics)?;
         let stop = early
             .as_mut()
-            .is_some_and(|e| e.epoch_end(&metrics, trainings[0].trainer.params()));
+            .is_some_and(|e| e.epoch_end(&metrics, &trainings[0].trainer.params()));
         epochs.push(metrics);
         if stop {
             stopped_early = true;

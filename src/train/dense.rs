@@ -2,14 +2,59 @@
 //! and bias gradients and (when the input needs one) the input's, with facelab's own products
 //! (`matmul`). dfdx traces everything around it (ReLU, dropout, the cross-entropy) and runs the
 //! backward pass; this op reads the weights where the trainer keeps them, so a step neither
-//! copies them into dfdx tensors nor has dfdx allocate, zero and return their gradients.
+//! copies them into dfdx tensors nor has dfdx allocate, zero and return their gradients. While
+//! a head trains its weights, their gradients and the optimizer's state are in panels (see
+//! `layout`), and become row-major [`Dense`] layers again when the trainer hands them out.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dfdx::prelude::*;
 
-use super::head::{Dense, HeadParams};
-use super::matmul::{matmul, transpose, Matrix};
+use super::head::Dense;
+use super::layout::{from_panels, panels_len, to_panels, Layout};
+use super::matmul::{matmul, transpose, Matrix, MatrixMut};
+
+/// A dense layer as it trains: `weight` is `[inputs, outputs]` in panels.
+#[derive(Debug, Clone)]
+pub struct TrainingLayer {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl TrainingLayer {
+    pub fn new(layer: &Dense) -> Self {
+        TrainingLayer {
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+            weight: to_panels(&layer.weight, layer.inputs, layer.outputs),
+            bias: layer.bias.clone(),
+        }
+    }
+
+    /// The layer with its weights row-major.
+    pub fn to_dense(&self) -> Dense {
+        Dense {
+            inputs: self.inputs,
+            outputs: self.outputs,
+            weight: from_panels(&self.weight, self.inputs, self.outputs),
+            bias: self.bias.clone(),
+        }
+    }
+
+    /// Where the weights (and their gradient, and the optimizer's state for them) are.
+    pub fn layout(&self) -> Layout {
+        Layout::panels(self.inputs)
+    }
+
+    fn weights(&self) -> Matrix<'_> {
+        Matrix {
+            data: &self.weight,
+            layout: self.layout(),
+        }
+    }
+}
 
 /// A traced `[rows, columns]` activation.
 pub type Traced = Tensor<(usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>;
@@ -24,32 +69,26 @@ pub struct LayerGradients {
 /// Where a layer's backward pass leaves its gradients, shared with the trainer.
 pub type GradientSlot = Arc<Mutex<LayerGradients>>;
 
-/// `x @ W + b` of layer `index` of `params` on `x`'s tape; its gradients go to `slot`.
+/// `x @ W + b` of layer `index` of `layers` on `x`'s tape; its gradients go to `slot`.
 /// `needs_input_gradient` is false for the first layer, whose input (the features) is not
 /// trained.
 pub fn dense(
     x: Traced,
-    params: &Arc<HeadParams>,
+    layers: &Arc<Vec<TrainingLayer>>,
     index: usize,
     slot: &GradientSlot,
     needs_input_gradient: bool,
 ) -> Traced {
-    let layer = &params.layers[index];
+    let layer = &layers[index];
     let (x, mut tape) = x.split_tape();
     let (rows, inputs) = *x.shape();
     assert_eq!(inputs, layer.inputs, "the input width is the layer's");
     let x_values = x.as_vec();
     let mut y = vec![0.0; rows * layer.outputs];
     matmul(
-        Matrix {
-            data: &x_values,
-            stride: inputs,
-        },
-        Matrix {
-            data: &layer.weight,
-            stride: layer.outputs,
-        },
-        &mut y,
+        Matrix::row_major(&x_values, inputs),
+        layer.weights(),
+        MatrixMut::row_major(&mut y, layer.outputs),
         rows,
         inputs,
         layer.outputs,
@@ -61,7 +100,7 @@ pub fn dense(
         x_values,
         input: needs_input_gradient.then(|| x.clone()),
         output: out.clone(),
-        params: Arc::clone(params),
+        layers: Arc::clone(layers),
         index,
         slot: Arc::clone(slot),
     };
@@ -75,14 +114,14 @@ struct Backward {
     /// The input tensor, when its gradient is wanted (its id is the key in dfdx's gradients).
     input: Option<Tensor<(usize, usize), f32, Cpu>>,
     output: Tensor<(usize, usize), f32, Cpu>,
-    params: Arc<HeadParams>,
+    layers: Arc<Vec<TrainingLayer>>,
     index: usize,
     slot: GradientSlot,
 }
 
 impl Backward {
-    fn layer(&self) -> &Dense {
-        &self.params.layers[self.index]
+    fn layer(&self) -> &TrainingLayer {
+        &self.layers[self.index]
     }
 
     fn run(&self, grads: &mut Gradients<f32, Cpu>) -> Result<(), CpuError> {
@@ -92,19 +131,16 @@ impl Backward {
         {
             let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             let slot = &mut *slot;
-            // dW = x^T @ dy: [inputs, rows] @ [rows, outputs].
-            slot.weight.resize(inputs * outputs, 0.0);
+            // dW = x^T @ dy: [inputs, rows] @ [rows, outputs], into panels.
+            slot.weight.resize(panels_len(inputs, outputs), 0.0);
             let x_t = transpose(&self.x_values, rows, inputs);
             matmul(
-                Matrix {
-                    data: &x_t,
-                    stride: rows,
+                Matrix::row_major(&x_t, rows),
+                Matrix::row_major(&dy, outputs),
+                MatrixMut {
+                    data: &mut slot.weight,
+                    layout: self.layer().layout(),
                 },
-                Matrix {
-                    data: &dy,
-                    stride: outputs,
-                },
-                &mut slot.weight,
                 inputs,
                 rows,
                 outputs,
@@ -120,19 +156,13 @@ impl Backward {
             }
         }
         if let Some(input) = &self.input {
-            // dx^T = W @ dy^T: [inputs, outputs] @ [outputs, rows], so W is read row by row.
+            // dx^T = W @ dy^T: [inputs, outputs] @ [outputs, rows], W read in its panels.
             let dy_t = transpose(&dy, rows, outputs);
             let mut dx_t = vec![0.0; inputs * rows];
             matmul(
-                Matrix {
-                    data: &self.layer().weight,
-                    stride: outputs,
-                },
-                Matrix {
-                    data: &dy_t,
-                    stride: rows,
-                },
-                &mut dx_t,
+                self.layer().weights(),
+                Matrix::row_major(&dy_t, rows),
+                MatrixMut::row_major(&mut dx_t, rows),
                 inputs,
                 outputs,
                 rows,

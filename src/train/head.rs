@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use std::sync::{Arc, PoisonError};
 
-use super::dense::{dense, GradientSlot};
+use super::dense::{dense, GradientSlot, TrainingLayer};
 use super::optim::{Optimizer, Part};
 
 /// One dense layer: `y = x @ weight + bias`, with `weight` as `[inputs, outputs]` row-major.
@@ -149,7 +149,8 @@ impl HeadRunner {
                 .iter()
                 .map(|_| GradientSlot::default())
                 .collect(),
-            params: Arc::new(params),
+            layers: Arc::new(params.layers.iter().map(TrainingLayer::new).collect()),
+            output: params.output,
         }
     }
 
@@ -194,7 +195,8 @@ impl HeadRunner {
 pub struct HeadTrainer<'r> {
     runner: &'r HeadRunner,
     /// Shared with the tape while a batch is traced; the trainer's alone between steps.
-    params: Arc<HeadParams>,
+    layers: Arc<Vec<TrainingLayer>>,
+    output: Output,
     gradients: Vec<GradientSlot>,
 }
 
@@ -213,14 +215,20 @@ pub struct Batch {
 }
 
 impl HeadTrainer<'_> {
-    /// The parameters as they stand.
-    pub fn params(&self) -> &HeadParams {
-        &self.params
+    /// The parameters as they stand, row-major (a copy: they train in panels).
+    pub fn params(&self) -> HeadParams {
+        HeadParams {
+            layers: self.layers.iter().map(TrainingLayer::to_dense).collect(),
+            output: self.output,
+        }
     }
 
-    /// The parameters, at the end of the fit.
-    pub fn into_params(self) -> HeadParams {
-        Arc::try_unwrap(self.params).unwrap_or_else(|shared| (*shared).clone())
+    /// The lengths of each layer's weights and bias as they train, for the optimizer's state.
+    pub fn parameter_lengths(&self) -> Vec<(usize, usize)> {
+        self.layers
+            .iter()
+            .map(|l| (l.weight.len(), l.bias.len()))
+            .collect()
     }
 
     /// Forward and backward over one batch: `x` is `[rows, inputs]`, `labels` one per row.
@@ -232,15 +240,15 @@ impl HeadTrainer<'_> {
     pub fn forward(&self, x: &[f32], labels: &[usize]) -> Forward {
         let dev = &self.runner.dev;
         let rows = labels.len();
-        let (inputs, classes) = (self.params.inputs(), self.params.classes());
+        let last = self.layers.len() - 1;
+        let (inputs, classes) = (self.layers[0].inputs, self.layers[last].outputs);
         let mut h = self.runner.tensor(x, (rows, inputs)).leaky_traced();
-        let output = self.params.output;
-        let last = self.params.layers.len() - 1;
+        let output = self.output;
         for (i, slot) in self.gradients.iter().enumerate() {
             if matches!(output, Output::Cosine { .. }) && i == last {
                 h = super::cosine::l2_normalize_rows(h);
             }
-            h = dense(h, &self.params, i, slot, i > 0);
+            h = dense(h, &self.layers, i, slot, i > 0);
             if i < last && output == Output::Softmax {
                 h = h.relu();
                 if self.runner.dropout > 0.0 {
@@ -283,18 +291,25 @@ impl HeadTrainer<'_> {
     /// One optimizer step with the gradients of `backward`'s batch (taken, so a step follows
     /// its own backward pass), on the parameters in place.
     pub fn update(&mut self, _backward_done: Batch, optimizer: &mut Optimizer) {
-        let params = Arc::get_mut(&mut self.params)
+        let layers = Arc::get_mut(&mut self.layers)
             .expect("the tape released the parameters when backward finished");
         optimizer.begin_step();
-        let cosine = matches!(params.output, Output::Cosine { .. });
-        let last = params.layers.len() - 1;
-        for (i, (layer, slot)) in params.layers.iter_mut().zip(&self.gradients).enumerate() {
+        let cosine = matches!(self.output, Output::Cosine { .. });
+        let last = layers.len() - 1;
+        for (i, (layer, slot)) in layers.iter_mut().zip(&self.gradients).enumerate() {
             let mut grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
             if cosine && i == last {
                 // Unit class columns: step along the sphere and back onto it; no bias.
-                super::cosine::project_to_tangent(&layer.weight, &mut grads.weight, layer.outputs);
+                let (layout, rows, columns) = (layer.layout(), layer.inputs, layer.outputs);
+                super::cosine::project_to_tangent(
+                    &layer.weight,
+                    &mut grads.weight,
+                    layout,
+                    rows,
+                    columns,
+                );
                 optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
-                super::cosine::normalize_columns(&mut layer.weight, layer.outputs);
+                super::cosine::normalize_columns_in(&mut layer.weight, layout, rows, columns);
                 continue;
             }
             optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
@@ -353,7 +368,7 @@ mod tests {
             lr: 1.0,
             momentum: 0.0,
         };
-        let mut optimizer = Optimizer::new(&sgd, params);
+        let mut optimizer = Optimizer::new(&sgd, &trainer.parameter_lengths());
         let batch = trainer.forward_backward(x, labels);
         trainer.update(batch, &mut optimizer);
         let minus = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a - b).collect();

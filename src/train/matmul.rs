@@ -1,6 +1,7 @@
 //! The matrix products of the head's dense layers, where one side is a small batch (16 rows):
-//! `C (+)= A @ B` with row-major operands of any stride, register-tiled (6 rows x 16 columns of
-//! accumulators under AVX2+FMA) and split across threads by output rows or columns.
+//! `C (+)= A @ B` with each operand row-major (any stride) or in panels (see `layout`),
+//! register-tiled (6 rows x 16 columns of accumulators under AVX2+FMA) and split across threads
+//! by output rows, columns or panels.
 //!
 //! dfdx's CPU matmul hands every product to the `gemm` crate, which packs both operands on each
 //! call; with a batch of 16 that packing costs as much as the arithmetic. Measured with
@@ -13,42 +14,61 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-/// A row-major matrix view: element (r, c) is `data[r * stride + c]`.
-#[derive(Clone, Copy)]
-pub struct Matrix<'a> {
-    pub data: &'a [f32],
-    pub stride: usize,
+pub use super::layout::Matrix;
+use super::layout::{Layout, BLOCK_COLS};
+
+/// A writable matrix view (see [`Layout`]).
+pub struct MatrixMut<'a> {
+    pub data: &'a mut [f32],
+    pub layout: Layout,
 }
 
-/// Output columns per tile, and rows per full tile.
-const TILE_COLS: usize = 16;
+impl<'a> MatrixMut<'a> {
+    pub fn row_major(data: &'a mut [f32], stride: usize) -> Self {
+        MatrixMut {
+            data,
+            layout: Layout::row_major(stride),
+        }
+    }
+
+    /// Whether the largest element of a `rows x cols` matrix is inside.
+    fn holds(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || self.data.len() > self.layout.offset(rows - 1, cols - 1)
+    }
+}
+
+/// Output columns per tile (a layout block), and rows per full tile.
+const TILE_COLS: usize = BLOCK_COLS;
 const TILE_ROWS: usize = 6;
-/// Columns per parallel task when the output has few rows.
+/// Columns per parallel task when the output has few rows or is in panels.
 const COLUMN_BLOCK: usize = 128;
 /// Products below this many multiply-adds run on the calling thread: handing out tasks costs
 /// more than they save (a linear head on 1280 features has about 20 000 per row).
 const PARALLEL_MIN_PRODUCTS: usize = 1 << 20;
-/// Rows per parallel task when the output has many.
+/// Rows per parallel task when a row-major output has many.
 const ROW_BLOCK: usize = 48;
 
+/// Whether the largest element of a `rows x cols` matrix is inside `m`.
+fn holds(m: Matrix, rows: usize, cols: usize) -> bool {
+    rows == 0 || cols == 0 || m.data.len() > m.layout.offset(rows - 1, cols - 1)
+}
+
 /// `c = a @ b (+ c)`, `a` being `rows x depth`, `b` being `depth x cols` and `c` being `rows x
-/// cols` (row-major, contiguous); `bias` (one per column) starts each sum when given, and with
+/// cols`, each in its own layout; `bias` (one per column) starts each sum when given, and with
 /// `accumulate` the product is added to what `c` holds. Deterministic: every output element is
 /// summed in the same order whatever the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     a: Matrix,
     b: Matrix,
-    c: &mut [f32],
+    c: MatrixMut,
     rows: usize,
     depth: usize,
     cols: usize,
     bias: Option<&[f32]>,
     accumulate: bool,
 ) {
-    assert!(rows == 0 || a.data.len() >= (rows - 1) * a.stride + depth);
-    assert!(depth == 0 || b.data.len() >= (depth - 1) * b.stride + cols);
-    assert_eq!(c.len(), rows * cols);
+    assert!(holds(a, rows, depth) && holds(b, depth, cols) && c.holds(rows, cols));
     assert!(bias.is_none_or(|b| b.len() == cols));
     let job = Job {
         b,
@@ -57,42 +77,61 @@ pub fn matmul(
         accumulate,
         isa: Isa::detect(),
     };
+    let in_panels = c.layout.block != BLOCK_COLS;
     if rows * depth * cols < PARALLEL_MIN_PRODUCTS {
-        job.run(a, c, rows, 0..cols, cols);
-    } else if rows >= 2 * ROW_BLOCK {
-        c.par_chunks_mut(ROW_BLOCK * cols)
+        job.run(a, c, rows, 0..cols);
+    } else if in_panels {
+        // Each task fills whole panels, which are contiguous.
+        let per_task = COLUMN_BLOCK / BLOCK_COLS * c.layout.block;
+        let layout = c.layout;
+        c.data
+            .par_chunks_mut(per_task)
             .enumerate()
-            .for_each(|(block, c)| {
-                let first = block * ROW_BLOCK;
-                let a = Matrix {
-                    data: &a.data[first * a.stride..],
-                    stride: a.stride,
-                };
-                job.run(a, c, c.len() / cols, 0..cols, cols);
+            .for_each(|(task, data)| {
+                let first = task * COLUMN_BLOCK;
+                let columns = first..cols.min(first + COLUMN_BLOCK);
+                job.run(a, MatrixMut { data, layout }, rows, columns);
+            });
+    } else if rows >= 2 * ROW_BLOCK {
+        let stride = c.layout.stride;
+        c.data
+            .par_chunks_mut(ROW_BLOCK * stride)
+            .enumerate()
+            .for_each(|(task, data)| {
+                let a = a.view(task * ROW_BLOCK, 0);
+                let rows = ROW_BLOCK.min(rows - task * ROW_BLOCK);
+                job.run(a, MatrixMut::row_major(data, stride), rows, 0..cols);
             });
     } else {
-        // Few rows: split the columns; each task fills its own block, copied in afterwards.
-        let blocks: Vec<(usize, Vec<f32>)> = (0..cols)
-            .step_by(COLUMN_BLOCK)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|first| {
-                let width = COLUMN_BLOCK.min(cols - first);
-                let mut block = vec![0.0; rows * width];
-                if accumulate {
-                    for (r, row) in block.chunks_exact_mut(width).enumerate() {
-                        row.copy_from_slice(&c[r * cols + first..][..width]);
-                    }
+        split_columns(&job, a, c, rows, cols);
+    }
+}
+
+/// Few rows, row-major output: tasks take blocks of columns, each filling its own block,
+/// copied in afterwards.
+fn split_columns(job: &Job, a: Matrix, c: MatrixMut, rows: usize, cols: usize) {
+    let stride = c.layout.stride;
+    let blocks: Vec<(usize, Vec<f32>)> = (0..cols)
+        .step_by(COLUMN_BLOCK)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|first| {
+            let width = COLUMN_BLOCK.min(cols - first);
+            let mut block = vec![0.0; rows * width];
+            if job.accumulate {
+                for (r, row) in block.chunks_exact_mut(width).enumerate() {
+                    row.copy_from_slice(&c.data[r * stride + first..][..width]);
                 }
-                job.run(a, &mut block, rows, first..first + width, width);
-                (first, block)
-            })
-            .collect();
-        for (first, block) in blocks {
-            let width = block.len() / rows.max(1);
-            for (r, row) in block.chunks_exact(width.max(1)).enumerate() {
-                c[r * cols + first..][..width].copy_from_slice(row);
             }
+            let out = MatrixMut::row_major(&mut block, width);
+            job.run(a, out, rows, first..first + width);
+            (first, block)
+        })
+        .collect();
+    for (first, block) in blocks {
+        let width = block.len() / rows.max(1);
+        for (r, row) in block.chunks_exact(width.max(1)).enumerate() {
+            c.data[r * stride + first..][..width].copy_from_slice(row);
         }
     }
 }
@@ -124,23 +163,14 @@ struct Job<'a> {
     isa: Isa,
 }
 
-/// One tile: `rows` rows of A from `a`, the output columns `col0..col0 + width` (of B and the
-/// bias), written at column `out_col` of rows of length `ldc` in `c`.
-struct Tile<'a> {
-    a: Matrix<'a>,
-    col0: usize,
-    width: usize,
-    out_col: usize,
-    ldc: usize,
-}
-
-/// The part of the depth one pass of a tile covers: with the weights' rows far apart, a strip of
-/// B this deep stays in L1 while the tile's row groups take their turns on it, instead of being
-/// read from L3 once per row group.
+/// The part of the depth one pass of a tile covers: a strip of B this deep stays in L1 while
+/// the tile's row groups take their turns on it, instead of being read from L3 once per row
+/// group.
 const DEPTH_CHUNK: usize = 256;
 
-/// One pass of tiles over a range of the depth: B's rows from there, and how to start the sums
-/// (the bias on the first pass, what `c` holds on the others when accumulating).
+/// One pass of tiles over a range of the depth: B's 16 columns of the tile from the range's
+/// first row, and how to start the sums (the tile's 16 biases on the first pass, what the
+/// output holds on the others when accumulating).
 struct Pass<'a> {
     b: Matrix<'a>,
     depth: usize,
@@ -149,47 +179,28 @@ struct Pass<'a> {
 }
 
 impl Job<'_> {
-    /// Computes `rows` rows of output columns `columns` into `c` (rows of length `ldc`, the
-    /// first output column at index 0).
-    fn run(
-        &self,
-        a: Matrix,
-        c: &mut [f32],
-        rows: usize,
-        columns: std::ops::Range<usize>,
-        ldc: usize,
-    ) {
-        let mut col = columns.start;
-        while col < columns.end {
+    /// Computes `rows` rows of output columns `columns` into `c`, whose column 0 is
+    /// `columns.start`.
+    fn run(&self, a: Matrix, mut c: MatrixMut, rows: usize, columns: std::ops::Range<usize>) {
+        for col in columns.clone().step_by(TILE_COLS) {
             let width = TILE_COLS.min(columns.end - col);
-            if width < TILE_COLS && self.isa == Isa::Avx2 {
-                self.run_padded(a, c, rows, col, width, col - columns.start, ldc);
-                col += width;
+            let out_col = col - columns.start;
+            if width < TILE_COLS {
+                self.run_padded(a, &mut c, rows, col, width, out_col);
                 continue;
             }
-            let mut first = 0;
-            loop {
-                let depth = DEPTH_CHUNK.min(self.depth - first);
+            for first in (0..self.depth.max(1)).step_by(DEPTH_CHUNK) {
                 let pass = Pass {
-                    b: Matrix {
-                        data: &self.b.data[first * self.b.stride..],
-                        stride: self.b.stride,
-                    },
-                    depth,
-                    bias: self.bias.filter(|_| first == 0),
+                    b: self.b.view(first, col),
+                    depth: DEPTH_CHUNK.min(self.depth - first),
+                    bias: self
+                        .bias
+                        .filter(|_| first == 0)
+                        .map(|b| &b[col..col + width]),
                     accumulate: self.accumulate || first > 0,
                 };
-                let a = Matrix {
-                    data: &a.data[first..],
-                    stride: a.stride,
-                };
-                self.pass(&pass, a, c, rows, col, col - columns.start, width, ldc);
-                first += depth;
-                if first >= self.depth {
-                    break;
-                }
+                self.pass(&pass, a.view(0, first), &mut c, rows, out_col);
             }
-            col += width;
         }
     }
 
@@ -197,20 +208,19 @@ impl Job<'_> {
     /// kernels: that strip of B (and of the bias) is copied into a zero-padded 16-column one,
     /// and the results are copied out. The scalar fallback was most of a linear head's step
     /// (40 classes leave an 8-column strip; 4 classes are nothing but one).
-    #[allow(clippy::too_many_arguments)]
     fn run_padded(
         &self,
         a: Matrix,
-        c: &mut [f32],
+        c: &mut MatrixMut,
         rows: usize,
         col: usize,
         width: usize,
         out_col: usize,
-        ldc: usize,
     ) {
         let mut b = vec![0.0f32; self.depth * TILE_COLS];
         for (k, row) in b.chunks_exact_mut(TILE_COLS).enumerate() {
-            row[..width].copy_from_slice(&self.b.data[k * self.b.stride + col..][..width]);
+            let at = self.b.layout.offset(k, col);
+            row[..width].copy_from_slice(&self.b.data[at..at + width]);
         }
         let bias = self.bias.map(|bias| {
             let mut padded = [0.0f32; TILE_COLS];
@@ -218,40 +228,33 @@ impl Job<'_> {
             padded
         });
         let mut out = vec![0.0f32; rows * TILE_COLS];
+        let out_at = |r: usize| c.layout.offset(r, out_col);
         if self.accumulate {
             for (r, row) in out.chunks_exact_mut(TILE_COLS).enumerate() {
-                row[..width].copy_from_slice(&c[r * ldc + out_col..][..width]);
+                row[..width].copy_from_slice(&c.data[out_at(r)..][..width]);
             }
         }
         let padded = Job {
-            b: Matrix {
-                data: &b,
-                stride: TILE_COLS,
-            },
+            b: Matrix::row_major(&b, TILE_COLS),
             depth: self.depth,
             bias: bias.as_ref().map(|b| &b[..]),
             accumulate: self.accumulate,
             isa: self.isa,
         };
-        padded.run(a, &mut out, rows, 0..TILE_COLS, TILE_COLS);
+        padded.run(
+            a,
+            MatrixMut::row_major(&mut out, TILE_COLS),
+            rows,
+            0..TILE_COLS,
+        );
         for (r, row) in out.chunks_exact(TILE_COLS).enumerate() {
-            c[r * ldc + out_col..][..width].copy_from_slice(&row[..width]);
+            let at = out_at(r);
+            c.data[at..at + width].copy_from_slice(&row[..width]);
         }
     }
 
-    /// One pass over the tile rows of output columns `col0..col0 + width`.
-    #[allow(clippy::too_many_arguments)]
-    fn pass(
-        &self,
-        pass: &Pass,
-        a: Matrix,
-        c: &mut [f32],
-        rows: usize,
-        col0: usize,
-        out_col: usize,
-        width: usize,
-        ldc: usize,
-    ) {
+    /// One pass over the tile rows of the 16 output columns from `out_col`.
+    fn pass(&self, pass: &Pass, a: Matrix, c: &mut MatrixMut, rows: usize, out_col: usize) {
         let mut r = 0;
         while r < rows {
             let height = match rows - r {
@@ -260,94 +263,95 @@ impl Job<'_> {
                 left if left >= 2 => 2,
                 _ => 1,
             };
-            let tile = Tile {
-                a: Matrix {
-                    data: &a.data[r * a.stride..],
-                    stride: a.stride,
-                },
-                col0,
-                width,
-                out_col,
-                ldc,
+            let out = MatrixMut {
+                data: &mut c.data[c.layout.offset(r, out_col)..],
+                layout: c.layout,
             };
-            self.tile(pass, &tile, height, &mut c[r * ldc..(r + height) * ldc]);
+            self.tile(pass, a.view(r, 0), height, out);
             r += height;
         }
     }
 
-    fn tile(&self, pass: &Pass, t: &Tile, height: usize, c: &mut [f32]) {
-        match (self.isa, t.width) {
+    fn tile(&self, pass: &Pass, a: Matrix, height: usize, out: MatrixMut) {
+        match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Isa::Avx2 is chosen only when the CPU has avx2 and fma; each tile asserts
             // that every element it reads or writes is inside its slices.
-            (Isa::Avx2, TILE_COLS) => unsafe {
+            Isa::Avx2 => unsafe {
                 match height {
-                    6 => tile_avx2_6(pass, t, c),
-                    4 => tile_avx2_4(pass, t, c),
-                    2 => tile_avx2_2(pass, t, c),
-                    _ => tile_avx2_1(pass, t, c),
+                    6 => tile_avx2_6(pass, a, out),
+                    4 => tile_avx2_4(pass, a, out),
+                    2 => tile_avx2_2(pass, a, out),
+                    _ => tile_avx2_1(pass, a, out),
                 }
             },
-            _ => tile_portable(pass, t, height, c),
+            _ => tile_portable(pass, a, height, out),
         }
     }
 }
 
-fn tile_portable(pass: &Pass, t: &Tile, height: usize, c: &mut [f32]) {
+/// A tile of `height` rows and 16 columns: rows of `a` from its first, and of the output from
+/// its element 0 (the tile's first row and column).
+fn tile_portable(pass: &Pass, a: Matrix, height: usize, out: MatrixMut) {
     for r in 0..height {
-        let a_row = &t.a.data[r * t.a.stride..][..pass.depth];
-        for j in 0..t.width {
-            let col = t.col0 + j;
-            let mut sum = pass.bias.map_or(0.0, |b| b[col]);
-            for (kk, &av) in a_row.iter().enumerate() {
-                sum += av * pass.b.data[kk * pass.b.stride + col];
+        for j in 0..TILE_COLS {
+            let mut sum = pass.bias.map_or(0.0, |b| b[j]);
+            for kk in 0..pass.depth {
+                let b = pass.b.data[pass.b.layout.offset(kk, j)];
+                sum += a.data[a.layout.offset(r, kk)] * b;
             }
-            let out = &mut c[r * t.ldc + t.out_col + j];
+            let out = &mut out.data[out.layout.offset(r, j)];
             *out = if pass.accumulate { *out + sum } else { sum };
         }
     }
 }
 
 /// Generates an AVX2 tile of `rows` x 16 accumulators held in registers for the whole depth;
-/// rows are unrolled by the macro so every accumulator index is a constant.
+/// rows are unrolled by the macro so every accumulator index is a constant. A is read a block
+/// of 16 depth columns at a time, as its layout groups them.
 macro_rules! avx2_tile {
     ($name:ident, $rows:literal, [$($r:literal)*]) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name(pass: &Pass, t: &Tile, c: &mut [f32]) {
-            let depth = pass.depth;
-            let (a, b) = (t.a, pass.b);
+        unsafe fn $name(pass: &Pass, a: Matrix, out: MatrixMut) {
+            let (depth, b) = (pass.depth, pass.b);
             assert!(
                 depth == 0
-                    || (a.data.len() >= ($rows - 1) * a.stride + depth
-                        && b.data.len() >= (depth - 1) * b.stride + t.col0 + TILE_COLS)
+                    || (holds(a, $rows, depth)
+                        && b.data.len() >= b.layout.offset(depth - 1, 0) + TILE_COLS)
             );
-            assert!(c.len() >= ($rows - 1) * t.ldc + t.out_col + TILE_COLS);
+            assert!(out.data.len() >= out.layout.offset($rows - 1, 0) + TILE_COLS);
             let start = match pass.bias {
                 Some(bias) => {
-                    let bias = &bias[t.col0..t.col0 + TILE_COLS];
+                    let bias = &bias[..TILE_COLS];
                     // SAFETY: `bias` holds the tile's 16 columns.
                     unsafe { [_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8))] }
                 }
                 None => [_mm256_setzero_ps(); 2],
             };
             let mut acc = [start; $rows];
-            let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr().wrapping_add(t.col0));
-            for kk in 0..depth {
-                // SAFETY: kk < depth, so row kk of B holds the tile's 16 columns and each of the
-                // tile's rows of A holds element kk (both asserted above).
-                unsafe {
-                    let b0 = _mm256_loadu_ps(bp.add(kk * b.stride));
-                    let b1 = _mm256_loadu_ps(bp.add(kk * b.stride + 8));
-                    $(
-                        let av = _mm256_broadcast_ss(&*ap.add($r * a.stride + kk));
-                        acc[$r][0] = _mm256_fmadd_ps(av, b0, acc[$r][0]);
-                        acc[$r][1] = _mm256_fmadd_ps(av, b1, acc[$r][1]);
-                    )*
+            let (a_stride, b_stride) = (a.layout.stride, b.layout.stride);
+            for first in (0..depth).step_by(BLOCK_COLS) {
+                let ap = a.data.as_ptr().wrapping_add(a.layout.offset(0, first));
+                let bp = b.data.as_ptr().wrapping_add(first * b_stride);
+                for kk in 0..BLOCK_COLS.min(depth - first) {
+                    // SAFETY: first + kk < depth, so row first + kk of B holds the tile's 16
+                    // columns and each of the tile's rows of A holds that element (both
+                    // asserted above; A's block holds 16 consecutive depth columns).
+                    unsafe {
+                        let b0 = _mm256_loadu_ps(bp.add(kk * b_stride));
+                        let b1 = _mm256_loadu_ps(bp.add(kk * b_stride + 8));
+                        $(
+                            let av = _mm256_broadcast_ss(&*ap.add($r * a_stride + kk));
+                            acc[$r][0] = _mm256_fmadd_ps(av, b0, acc[$r][0]);
+                            acc[$r][1] = _mm256_fmadd_ps(av, b1, acc[$r][1]);
+                        )*
+                    }
                 }
             }
             for (r, [lo, hi]) in acc.into_iter().enumerate() {
-                let out = &mut c[r * t.ldc + t.out_col..][..TILE_COLS];
+                let at = out.layout.offset(r, 0);
+                let out = &mut out.data[at..at + TILE_COLS];
                 // SAFETY: `out` holds the 16 columns loaded and stored.
                 unsafe {
                     let (mut lo, mut hi) = (lo, hi);
@@ -404,8 +408,21 @@ mod tests {
         c.into_iter().map(|v| v as f32).collect()
     }
 
-    /// Every tile height and a ragged column edge, both parallel splits, strided operands, the
-    /// bias and accumulation, against a plain triple loop in f64.
+    /// A `rows x cols` matrix of `values` (row-major) in `layout`, with room to spare.
+    fn laid_out(values: &[f32], rows: usize, cols: usize, layout: Layout) -> Vec<f32> {
+        let len = layout.offset(rows.max(1) - 1, cols.next_multiple_of(16).max(16) - 1) + 1;
+        let mut data = vec![f32::NAN; len];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[layout.offset(r, c)] = values[r * cols + c];
+            }
+        }
+        data
+    }
+
+    /// Every tile height and a ragged column edge, the parallel splits (by rows, by columns,
+    /// by panels), operands and output row-major with a wider stride or in panels, the bias and
+    /// accumulation, against a plain triple loop in f64.
     #[test]
     fn products_match_a_plain_triple_loop() {
         for &(rows, depth, cols) in &[
@@ -414,45 +431,66 @@ mod tests {
             (1, 3, 4),
             (131, 16, 37),
             (5, 0, 9),
+            (16, 300, 300),
+            (1100, 16, 100),
+            (300, 70, 60),
         ] {
-            let (lda, ldb) = (depth + 3, cols + 2);
-            let a = pseudo_random(rows * lda, 1);
-            let b = pseudo_random(depth.max(1) * ldb, 2);
+            let a = pseudo_random(rows * depth, 1);
+            let b = pseudo_random(depth * cols, 2);
             let bias = pseudo_random(cols, 3);
             let before = pseudo_random(rows * cols, 4);
-            let plain = reference(&a, lda, &b, ldb, (rows, depth, cols));
-            let run = |bias: Option<&[f32]>, accumulate: bool| {
-                let mut c = before.clone();
-                matmul(
-                    Matrix {
-                        data: &a,
-                        stride: lda,
-                    },
-                    Matrix {
-                        data: &b,
-                        stride: ldb,
-                    },
-                    &mut c,
-                    rows,
-                    depth,
-                    cols,
-                    bias,
-                    accumulate,
-                );
-                c
-            };
-            let close = |got: &[f32], want: &dyn Fn(usize) -> f32| {
-                for (i, g) in got.iter().enumerate() {
-                    let w = want(i);
-                    assert!(
-                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{rows}x{depth}x{cols} at {i}: {g} vs {w}"
+            let plain = reference(&a, depth, &b, cols, (rows, depth, cols));
+            let wide = |columns: usize| Layout::row_major(columns + 3);
+            let layouts = [
+                (wide(depth), wide(cols), wide(cols)),
+                (
+                    Layout::panels(rows),
+                    Layout::panels(depth),
+                    Layout::panels(rows),
+                ),
+                (wide(depth), Layout::panels(depth), wide(cols)),
+            ];
+            for (a_layout, b_layout, c_layout) in layouts {
+                let a = laid_out(&a, rows, depth, a_layout);
+                let b = laid_out(&b, depth, cols, b_layout);
+                let run = |bias: Option<&[f32]>, accumulate: bool| {
+                    let mut c = laid_out(&before, rows, cols, c_layout);
+                    matmul(
+                        Matrix {
+                            data: &a,
+                            layout: a_layout,
+                        },
+                        Matrix {
+                            data: &b,
+                            layout: b_layout,
+                        },
+                        MatrixMut {
+                            data: &mut c,
+                            layout: c_layout,
+                        },
+                        rows,
+                        depth,
+                        cols,
+                        bias,
+                        accumulate,
                     );
-                }
-            };
-            close(&run(None, false), &|i| plain[i]);
-            close(&run(Some(&bias), false), &|i| plain[i] + bias[i % cols]);
-            close(&run(None, true), &|i| plain[i] + before[i]);
+                    c
+                };
+                let close = |got: &[f32], want: &dyn Fn(usize) -> f32| {
+                    for r in 0..rows {
+                        for j in 0..cols {
+                            let (g, w) = (got[c_layout.offset(r, j)], want(r * cols + j));
+                            assert!(
+                                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                                "{rows}x{depth}x{cols} {c_layout:?} at ({r}, {j}): {g} vs {w}"
+                            );
+                        }
+                    }
+                };
+                close(&run(None, false), &|i| plain[i]);
+                close(&run(Some(&bias), false), &|i| plain[i] + bias[i % cols]);
+                close(&run(None, true), &|i| plain[i] + before[i]);
+            }
         }
     }
 

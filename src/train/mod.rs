@@ -9,6 +9,7 @@ mod cosine;
 pub mod cv;
 mod dense;
 pub mod head;
+mod layout;
 mod matmul;
 pub mod memory;
 pub mod metrics;
@@ -192,9 +193,12 @@ pub fn fit(
     for epoch in 1..=config.train.epochs {
         let start = Instant::now();
         let (loss, accuracy) = fold.epoch(epoch, &|| observer.cancelled())?;
+        // Row-major weights, copied out of the trainer's panels once, when first wanted.
+        let params = std::cell::OnceCell::new();
+        let params = || params.get_or_init(|| fold.trainer.params());
         let evaluation = val
             .filter(|v| !v.is_empty())
-            .map(|v| evaluate(&runner, fold.trainer.params(), v));
+            .map(|v| evaluate(&runner, params(), v));
         if let Some(e) = &evaluation {
             check_finite(e.loss, epoch, fold.steps)?;
         }
@@ -209,12 +213,12 @@ pub fn fit(
         observer.epoch_finished(&metrics)?;
         if let Some(c) = checkpoint.as_mut() {
             if c.should_save(&metrics) {
-                observer.checkpoint(fold.trainer.params(), epoch)?;
+                observer.checkpoint(params(), epoch)?;
             }
         }
         let stop = early
             .as_mut()
-            .is_some_and(|e| e.epoch_end(&metrics, fold.trainer.params()));
+            .is_some_and(|e| e.epoch_end(&metrics, params()));
         epochs.push(metrics);
         if stop {
             stopped_early = true;
@@ -226,7 +230,7 @@ pub fn fit(
         .as_ref()
         .and_then(|e| e.best_epoch)
         .or_else(|| checkpoint.as_ref().and_then(|c| c.best_epoch));
-    let mut params = fold.trainer.into_params();
+    let mut params = fold.trainer.params();
     if let Some(best) = early.and_then(EarlyStopping::weights_to_restore) {
         params = best;
     }
@@ -281,9 +285,10 @@ impl<'a> FoldTraining<'a> {
         rows: Vec<usize>,
     ) -> Self {
         let t = &config.train;
+        let trainer = runner.trainer(params);
         FoldTraining {
-            optimizer: Optimizer::new(&t.optimizer, &params),
-            trainer: runner.trainer(params),
+            optimizer: Optimizer::new(&t.optimizer, &trainer.parameter_lengths()),
+            trainer,
             batches: BatchStream::new(rows.len(), t.batch_size, t.seed),
             steps: t
                 .steps_per_epoch
@@ -518,5 +523,7 @@ fn set_flush_denormals() {
 #[cfg(not(target_arch = "x86_64"))]
 fn set_flush_denormals() {}
 
+#[cfg(test)]
+mod scratch;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,6 @@
 
 use rayon::prelude::*;
 
-use super::head::HeadParams;
 use crate::config::OptimizerConfig;
 
 /// Elements per parallel chunk: big enough that splitting costs nothing, small enough to share.
@@ -24,12 +23,13 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(config: &OptimizerConfig, params: &HeadParams) -> Self {
+    /// State for layers whose weights and biases have these lengths (as they train: see
+    /// [`HeadTrainer::parameter_lengths`](super::head::HeadTrainer::parameter_lengths)).
+    pub fn new(config: &OptimizerConfig, lengths: &[(usize, usize)]) -> Self {
         let zeros = || -> Vec<(Vec<f32>, Vec<f32>)> {
-            params
-                .layers
+            lengths
                 .iter()
-                .map(|l| (vec![0.0; l.weight.len()], vec![0.0; l.bias.len()]))
+                .map(|&(weight, bias)| (vec![0.0; weight], vec![0.0; bias]))
                 .collect()
         };
         let second = match config {
@@ -174,7 +174,7 @@ fn chunks3(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::head::Dense;
+    use crate::train::head::{Dense, HeadParams};
 
     fn one_param(w: f32) -> HeadParams {
         HeadParams {
@@ -203,7 +203,7 @@ mod tests {
             epsilon: 1e-7,
         };
         let mut p = one_param(1.0);
-        let mut opt = Optimizer::new(&config, &p);
+        let mut opt = Optimizer::new(&config, &[(1, 1)]);
         step(&mut opt, &mut p, 2.0);
         // s = 0.1 * 4 = 0.4; w = 1 - 0.1 * 2 / (sqrt(0.4) + 1e-7)
         let expected = 1.0 - 0.1 * 2.0 / (0.4f32.sqrt() + 1e-7);
@@ -219,7 +219,7 @@ mod tests {
             epsilon: 1e-7,
         };
         let mut p = one_param(1.0);
-        let mut opt = Optimizer::new(&config, &p);
+        let mut opt = Optimizer::new(&config, &[(1, 1)]);
         step(&mut opt, &mut p, 5.0);
         assert!(
             (p.layers[0].weight[0] - 0.99).abs() < 1e-5,
@@ -235,7 +235,7 @@ mod tests {
             momentum: 0.5,
         };
         let mut p = one_param(0.0);
-        let mut opt = Optimizer::new(&config, &p);
+        let mut opt = Optimizer::new(&config, &[(1, 1)]);
         step(&mut opt, &mut p, 1.0);
         step(&mut opt, &mut p, 1.0);
         // v1 = -0.1, w = -0.1; v2 = -0.05 - 0.1 = -0.15, w = -0.25
