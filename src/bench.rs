@@ -166,15 +166,16 @@ mod tests {
     }
 }
 
-/// Head training speed: one step is forward, backward and the optimizer update.
+/// Head training speed: one step is forward, backward and the update.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainBench {
     pub ms_per_step: f64,
     /// The parts of a step (medians): the forward and backward passes on dfdx's tape (with
-    /// facelab's dense op) and the fused optimizer update.
+    /// facelab's dense op; backward stops at the activations' gradients), and the update, which
+    /// makes the weight gradients a panel at a time and applies them.
     pub ms_forward: f64,
     pub ms_backward: f64,
-    pub ms_optimizer: f64,
+    pub ms_update: f64,
     pub parameters: usize,
 }
 
@@ -220,7 +221,7 @@ pub fn train_step(hidden: &[usize], classes: usize, batch: usize, steps: usize) 
         ms_per_step: median(&mut total),
         ms_forward: median(&mut forward),
         ms_backward: median(&mut backward),
-        ms_optimizer: median(&mut update),
+        ms_update: median(&mut update),
         parameters,
     }
 }

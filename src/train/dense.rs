@@ -1,17 +1,18 @@
-//! The dense layer as an op on dfdx's tape: `y = x @ W + b` forward, and backward the weight
-//! and bias gradients and (when the input needs one) the input's, with facelab's own products
-//! (`matmul`). dfdx traces everything around it (ReLU, dropout, the cross-entropy) and runs the
+//! The dense layer as an op on dfdx's tape: `y = x @ W + b` forward, and backward the input's
+//! gradient (when it needs one), the bias's, and the two factors of the weights' (made into it
+//! by the optimizer, see [`LayerGradients`]), with facelab's own products (`matmul`). dfdx traces everything around it (ReLU, dropout, the cross-entropy) and runs the
 //! backward pass; this op reads the weights where the trainer keeps them, so a step neither
 //! copies them into dfdx tensors nor has dfdx allocate, zero and return their gradients. While
 //! a head trains its weights, their gradients and the optimizer's state are in panels (see
 //! `layout`), and become row-major [`Dense`] layers again when the trainer hands them out.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dfdx::prelude::*;
 
 use super::head::Dense;
-use super::layout::{from_panels, panels_len, to_panels, Layout};
+use super::layout::{from_panels, panels_len, to_panels, Layout, BLOCK_COLS};
 use super::matmul::{matmul, transpose, Matrix, MatrixMut};
 
 /// A dense layer as it trains: `weight` is `[inputs, outputs]` in panels.
@@ -59,11 +60,61 @@ impl TrainingLayer {
 /// A traced `[rows, columns]` activation.
 pub type Traced = Tensor<(usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>;
 
-/// One layer's gradients, filled by the backward pass.
+/// One layer's gradients from the backward pass: the bias's, and what the weights' is made of
+/// (`x^T @ dy`). The weight gradient is as big as the weights, so rather than store it the
+/// optimizer has it made a panel at a time, each used while it is in cache ([`weight_panel`]).
+///
+/// [`weight_panel`]: LayerGradients::weight_panel
 #[derive(Debug, Default)]
 pub struct LayerGradients {
-    pub weight: Vec<f32>,
+    /// The layer's input, transposed: `[inputs, rows]`.
+    input_t: Vec<f32>,
+    /// The loss's gradient at the layer's output: `[rows, outputs]`.
+    output: Vec<f32>,
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
     pub bias: Vec<f32>,
+}
+
+impl LayerGradients {
+    /// The elements of one panel of the weight gradient (and of the weights).
+    pub fn panel_len(&self) -> usize {
+        Layout::panels(self.inputs).block
+    }
+
+    /// The weight gradient held in `range` of the panels, which must be one whole panel, into
+    /// `out`.
+    pub fn weight_panel(&self, range: Range<usize>, out: &mut [f32]) {
+        let panel_len = self.panel_len();
+        assert!(range.start.is_multiple_of(panel_len) && range.len() == panel_len);
+        let first = range.start / panel_len * BLOCK_COLS;
+        let width = BLOCK_COLS.min(self.outputs - first);
+        if width < BLOCK_COLS {
+            out.fill(0.0);
+        }
+        matmul(
+            Matrix::row_major(&self.input_t, self.rows),
+            Matrix::row_major(&self.output[first..], self.outputs),
+            MatrixMut::row_major(out, BLOCK_COLS),
+            self.inputs,
+            self.rows,
+            width,
+            None,
+            false,
+        );
+    }
+
+    /// The whole weight gradient, in panels.
+    pub fn weight(&self) -> Vec<f32> {
+        let panel_len = self.panel_len();
+        let mut gradient = vec![0.0; panels_len(self.inputs, self.outputs)];
+        for (panel, out) in gradient.chunks_exact_mut(panel_len).enumerate() {
+            let start = panel * panel_len;
+            self.weight_panel(start..start + panel_len, out);
+        }
+        gradient
+    }
 }
 
 /// Where a layer's backward pass leaves its gradients, shared with the trainer.
@@ -128,33 +179,6 @@ impl Backward {
         let (rows, outputs) = *self.output.shape();
         let inputs = self.layer().inputs;
         let dy: Vec<f32> = grads.get_or_alloc_mut(&self.output)?.to_vec();
-        {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = &mut *slot;
-            // dW = x^T @ dy: [inputs, rows] @ [rows, outputs], into panels.
-            slot.weight.resize(panels_len(inputs, outputs), 0.0);
-            let x_t = transpose(&self.x_values, rows, inputs);
-            matmul(
-                Matrix::row_major(&x_t, rows),
-                Matrix::row_major(&dy, outputs),
-                MatrixMut {
-                    data: &mut slot.weight,
-                    layout: self.layer().layout(),
-                },
-                inputs,
-                rows,
-                outputs,
-                None,
-                false,
-            );
-            slot.bias.clear();
-            slot.bias.resize(outputs, 0.0);
-            for row in dy.chunks_exact(outputs) {
-                for (b, g) in slot.bias.iter_mut().zip(row) {
-                    *b += g;
-                }
-            }
-        }
         if let Some(input) = &self.input {
             // dx^T = W @ dy^T: [inputs, outputs] @ [outputs, rows], W read in its panels.
             let dy_t = transpose(&dy, rows, outputs);
@@ -176,6 +200,20 @@ impl Backward {
                 }
             }
         }
+        let mut bias = vec![0.0; outputs];
+        for row in dy.chunks_exact(outputs) {
+            for (b, g) in bias.iter_mut().zip(row) {
+                *b += g;
+            }
+        }
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = LayerGradients {
+            input_t: transpose(&self.x_values, rows, inputs),
+            output: dy,
+            rows,
+            inputs,
+            outputs,
+            bias,
+        };
         Ok(())
     }
 }

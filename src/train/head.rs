@@ -1,4 +1,5 @@
-//! The classification head and its gradients: the only module that imports dfdx.
+//! The classification head and its gradients (dfdx is imported here and by the ops of `dense`
+//! and `cosine` alone).
 //!
 //! dfdx 0.13's `Linear<I, O>` is sized at compile time and its optimizers only visit
 //! const-shaped modules, but here the layer sizes and the number of classes come from the YAML
@@ -6,8 +7,9 @@
 //! op of facelab's own on dfdx's tape (`dense`), with dfdx's ReLU, dropout and cross-entropy
 //! between them; dfdx traces each batch and runs the backward pass. The parameters stay in
 //! facelab's own buffers for the whole fit ([`HeadTrainer`]), where the optimizer (Keras's
-//! rules, see `optim`) updates them in one fused pass: dfdx 0.13's public API has no mutable
-//! view of a tensor's buffer, so parameters held as dfdx tensors cost a copy in per step.
+//! rules, see `optim`) updates them in one fused pass, making each panel of a layer's weight
+//! gradient just before it applies it: dfdx 0.13's public API has no mutable view of a
+//! tensor's buffer, so parameters held as dfdx tensors cost a copy in per step.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -278,7 +280,8 @@ impl HeadTrainer<'_> {
         }
     }
 
-    /// Runs dfdx's backward pass; the layers' gradients land in the trainer.
+    /// Runs dfdx's backward pass; the layers' gradients (see `dense::LayerGradients`) land in the
+    /// trainer.
     pub fn backward(forward: Forward) -> Batch {
         // The layers keep their own gradients; dfdx's (of the activations) are done with here.
         drop(forward.loss.backward());
@@ -289,7 +292,8 @@ impl HeadTrainer<'_> {
     }
 
     /// One optimizer step with the gradients of `backward`'s batch (taken, so a step follows
-    /// its own backward pass), on the parameters in place.
+    /// its own backward pass), on the parameters in place. Every weight gradient is made from
+    /// the weights before the step: backward has already used them for the input gradients.
     pub fn update(&mut self, _backward_done: Batch, optimizer: &mut Optimizer) {
         let layers = Arc::get_mut(&mut self.layers)
             .expect("the tape released the parameters when backward finished");
@@ -297,22 +301,25 @@ impl HeadTrainer<'_> {
         let cosine = matches!(self.output, Output::Cosine { .. });
         let last = layers.len() - 1;
         for (i, (layer, slot)) in layers.iter_mut().zip(&self.gradients).enumerate() {
-            let mut grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let grads = slot.lock().unwrap_or_else(PoisonError::into_inner);
             if cosine && i == last {
                 // Unit class columns: step along the sphere and back onto it; no bias.
                 let (layout, rows, columns) = (layer.layout(), layer.inputs, layer.outputs);
+                let mut gradient = grads.weight();
                 super::cosine::project_to_tangent(
                     &layer.weight,
-                    &mut grads.weight,
+                    &mut gradient,
                     layout,
                     rows,
                     columns,
                 );
-                optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
+                optimizer.update(i, Part::Weight, &mut layer.weight, &gradient);
                 super::cosine::normalize_columns_in(&mut layer.weight, layout, rows, columns);
                 continue;
             }
-            optimizer.update(i, Part::Weight, &mut layer.weight, &grads.weight);
+            optimizer.update_from_pieces(i, &mut layer.weight, grads.panel_len(), |range, out| {
+                grads.weight_panel(range, out)
+            });
             optimizer.update(i, Part::Bias, &mut layer.bias, &grads.bias);
         }
     }

@@ -524,6 +524,4 @@ fn set_flush_denormals() {
 fn set_flush_denormals() {}
 
 #[cfg(test)]
-mod scratch;
-#[cfg(test)]
 mod tests;

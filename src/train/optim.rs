@@ -1,7 +1,11 @@
 //! RMSprop, Adam and SGD (with momentum) with Keras's update rules and defaults, each a single
 //! fused pass over a parameter, its gradient and its state. Built from dfdx tensor ops the same
 //! updates take several elementwise passes over 1.8 M parameters per step; here each parameter
-//! is read and written once, split across threads.
+//! is read and written once, split across threads. A layer's weight gradient need not exist
+//! whole: [`Optimizer::update_from_pieces`] asks for it a piece at a time and applies each
+//! piece while it is in the core's cache.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -12,6 +16,11 @@ const CHUNK: usize = 1 << 15;
 /// Tensors smaller than this are updated on the calling thread: waking the pool's threads costs
 /// more than sharing saves (a linear head's weights, 1280 x 50, take about 20 us).
 const PARALLEL_MIN_LEN: usize = 1 << 17;
+
+thread_local! {
+    /// Each thread's piece of a gradient, reused from piece to piece and step to step.
+    static PIECE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// An optimizer with one state slot per parameter.
 pub struct Optimizer {
@@ -51,6 +60,52 @@ impl Optimizer {
 
     /// Updates one parameter tensor (`part` of layer `layer`) in place with its gradient.
     pub fn update(&mut self, layer: usize, part: Part, values: &mut [f32], grad: &[f32]) {
+        let rule = self.rule();
+        let (first, second) = self.state(layer, part);
+        if values.len() < PARALLEL_MIN_LEN {
+            return rule.apply(values, grad, first, second);
+        }
+        runs(values, first, second, CHUNK)
+            .into_par_iter()
+            .zip(grad.par_chunks(CHUNK))
+            .for_each(|((w, s, v), g)| rule.apply(w, g, s, v));
+    }
+
+    /// Updates layer `layer`'s weights in place, asking `gradient(range, out)` for the gradient
+    /// of `values[range]` (to be written over whatever `out` holds) one piece of `piece`
+    /// elements at a time, the pieces spread over the threads. The same result as [`Optimizer::update`] with the whole gradient, without it
+    /// ever being stored: each piece is applied while still in cache.
+    pub fn update_from_pieces(
+        &mut self,
+        layer: usize,
+        values: &mut [f32],
+        piece: usize,
+        gradient: impl Fn(Range<usize>, &mut [f32]) + Sync,
+    ) {
+        let rule = self.rule();
+        let (first, second) = self.state(layer, Part::Weight);
+        runs(values, first, second, piece.max(1))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(index, (w, s, v))| {
+                let start = index * piece;
+                PIECE.with_borrow_mut(|g| {
+                    g.resize(w.len(), 0.0);
+                    gradient(start..start + w.len(), g);
+                    rule.apply(w, g, s, v);
+                });
+            });
+    }
+
+    fn rule(&self) -> Rule {
+        Rule {
+            config: self.config.clone(),
+            t: self.steps as f64,
+        }
+    }
+
+    /// The state of one parameter tensor: its first slot, and Adam's second moment.
+    fn state(&mut self, layer: usize, part: Part) -> (&mut [f32], Option<&mut [f32]>) {
         let first = match part {
             Part::Weight => &mut self.first[layer].0,
             Part::Bias => &mut self.first[layer].1,
@@ -59,8 +114,24 @@ impl Optimizer {
             Part::Weight => pair.0.as_mut_slice(),
             Part::Bias => pair.1.as_mut_slice(),
         });
-        update(&self.config, self.steps as f64, values, grad, first, second);
+        (first, second)
     }
+}
+
+/// The values, first state and (Adam's) second state of a tensor cut into runs of `len`.
+#[allow(clippy::type_complexity)]
+fn runs<'a>(
+    values: &'a mut [f32],
+    first: &'a mut [f32],
+    second: Option<&'a mut [f32]>,
+    len: usize,
+) -> Vec<(&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>)> {
+    let mut second = second.map(|v| v.chunks_mut(len));
+    values
+        .chunks_mut(len)
+        .zip(first.chunks_mut(len))
+        .map(|(w, s)| (w, s, second.as_mut().and_then(Iterator::next)))
+        .collect()
 }
 
 /// Which of a layer's two parameter tensors.
@@ -70,65 +141,53 @@ pub enum Part {
     Bias,
 }
 
-/// One parameter tensor's update. `s` is RMSprop's mean square, SGD's velocity or Adam's first
-/// moment; `v` is Adam's second moment.
-fn update(
-    config: &OptimizerConfig,
+/// The update rule at one step.
+struct Rule {
+    config: OptimizerConfig,
+    /// The step's number, from 1 (Adam's bias correction).
     t: f64,
-    w: &mut [f32],
-    g: &[f32],
-    s: &mut [f32],
-    v: Option<&mut [f32]>,
-) {
-    match *config {
-        OptimizerConfig::Rmsprop { lr, rho, epsilon } => {
-            let (lr, rho, eps) = (lr as f32, rho as f32, epsilon as f32);
-            chunks3(w, g, s, |w, g, s| {
+}
+
+impl Rule {
+    /// One run of parameters' update. `s` is RMSprop's mean square, SGD's velocity or Adam's
+    /// first moment; `v` is Adam's second moment.
+    fn apply(&self, w: &mut [f32], g: &[f32], s: &mut [f32], v: Option<&mut [f32]>) {
+        match self.config {
+            OptimizerConfig::Rmsprop { lr, rho, epsilon } => {
+                let (lr, rho, eps) = (lr as f32, rho as f32, epsilon as f32);
                 wide(|| {
                     for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
                         *s = rho * *s + (1.0 - rho) * g * g;
                         *w -= lr * g / (s.sqrt() + eps);
                     }
                 })
-            });
-        }
-        OptimizerConfig::Sgd { lr, momentum } => {
-            let (lr, momentum) = (lr as f32, momentum as f32);
-            chunks3(w, g, s, |w, g, s| {
+            }
+            OptimizerConfig::Sgd { lr, momentum } => {
+                let (lr, momentum) = (lr as f32, momentum as f32);
                 wide(|| {
                     for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
                         *s = momentum * *s - lr * g;
                         *w += *s;
                     }
                 })
-            });
-        }
-        OptimizerConfig::Adam {
-            lr,
-            beta1,
-            beta2,
-            epsilon,
-        } => {
-            let v = v.expect("Adam keeps a second moment");
-            let alpha = (lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32;
-            let (b1, b2, eps) = (beta1 as f32, beta2 as f32, epsilon as f32);
-            let adam = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+            }
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let v = v.expect("Adam keeps a second moment");
+                let t = self.t;
+                let alpha = (lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32;
+                let (b1, b2, eps) = (beta1 as f32, beta2 as f32, epsilon as f32);
                 wide(|| {
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s).zip(v) {
                         *m += (g - *m) * (1.0 - b1);
                         *v += (g * g - *v) * (1.0 - b2);
                         *w -= alpha * *m / (v.sqrt() + eps);
                     }
                 })
-            };
-            if w.len() < PARALLEL_MIN_LEN {
-                adam(w, g, s, v);
-            } else {
-                w.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(s.par_chunks_mut(CHUNK))
-                    .zip(v.par_chunks_mut(CHUNK))
-                    .for_each(|(((w, g), m), v)| adam(w, g, m, v));
             }
         }
     }
@@ -156,24 +215,10 @@ unsafe fn with_avx2(body: impl FnOnce()) {
     body();
 }
 
-fn chunks3(
-    w: &mut [f32],
-    g: &[f32],
-    s: &mut [f32],
-    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
-) {
-    if w.len() < PARALLEL_MIN_LEN {
-        return f(w, g, s);
-    }
-    w.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(s.par_chunks_mut(CHUNK))
-        .for_each(|((w, g), s)| f(w, g, s));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::pseudo_random;
     use crate::train::head::{Dense, HeadParams};
 
     fn one_param(w: f32) -> HeadParams {
@@ -193,6 +238,43 @@ mod tests {
         opt.begin_step();
         opt.update(0, Part::Weight, &mut p.layers[0].weight, &[g]);
         opt.update(0, Part::Bias, &mut p.layers[0].bias, &[0.0]);
+    }
+
+    /// Two steps of each rule with the gradient handed over in pieces (a ragged last one, more
+    /// than one thread's worth) give the same bits as with the whole gradient.
+    #[test]
+    fn a_gradient_in_pieces_gives_the_same_steps_as_the_whole() {
+        let configs = [
+            OptimizerConfig::default(),
+            OptimizerConfig::Adam {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+            },
+            OptimizerConfig::Sgd {
+                lr: 0.1,
+                momentum: 0.5,
+            },
+        ];
+        let len = PARALLEL_MIN_LEN + PARALLEL_MIN_LEN / 2 + 5;
+        let start = pseudo_random(len, 1);
+        for config in configs {
+            let (mut whole, mut pieces) = (start.clone(), start.clone());
+            let mut by_whole = Optimizer::new(&config, &[(len, 0)]);
+            let mut by_pieces = Optimizer::new(&config, &[(len, 0)]);
+            for step in 0..2 {
+                let gradient = pseudo_random(len, 2 + step);
+                by_whole.begin_step();
+                by_whole.update(0, Part::Weight, &mut whole, &gradient);
+                by_pieces.begin_step();
+                by_pieces.update_from_pieces(0, &mut pieces, 4096, |range, out| {
+                    out.copy_from_slice(&gradient[range])
+                });
+            }
+            assert!(whole != start, "{config:?} moved nothing");
+            assert_eq!(whole, pieces, "{config:?}");
+        }
     }
 
     #[test]
