@@ -484,6 +484,7 @@ mod tests {
         let runner = HeadRunner::new(0, 0.0);
         for params in [
             HeadParams::init(3, &[2], 2, 7),
+            HeadParams::init(1280, &[], 40, 7),
             HeadParams::init_cosine(3, 2, 2, 10.0, 7),
         ] {
             assert!(runner.logits(&params, &[]).is_empty());

@@ -70,6 +70,9 @@ pub fn matmul(
 ) {
     assert!(holds(a, rows, depth) && holds(b, depth, cols) && c.holds(rows, cols));
     assert!(bias.is_none_or(|b| b.len() == cols));
+    if rows == 0 || cols == 0 {
+        return;
+    }
     let job = Job {
         b,
         depth,
@@ -431,6 +434,8 @@ mod tests {
             (1, 3, 4),
             (131, 16, 37),
             (5, 0, 9),
+            (0, 300, 20),
+            (3, 300, 0),
             (16, 300, 300),
             (1100, 16, 100),
             (300, 70, 60),
