@@ -42,10 +42,21 @@ impl Layout {
         (column / BLOCK_COLS) * self.block + row * self.stride + column % BLOCK_COLS
     }
 
+    /// Whether the blocks are plain rows (panels have their own row stride).
+    pub fn is_row_major(self) -> bool {
+        self.block == BLOCK_COLS
+    }
+
+    /// Whether `len` elements hold every element of a `rows x columns` matrix: offsets grow
+    /// with both the row and the column, so the last element is the furthest.
+    pub fn fits(self, len: usize, rows: usize, columns: usize) -> bool {
+        rows == 0 || columns == 0 || len > self.offset(rows - 1, columns - 1)
+    }
+
     /// Whether a view may start at `column`: at a block's first column, or anywhere in a
     /// row-major matrix (whose blocks are just 16 columns further on).
     fn can_start_at(self, column: usize) -> bool {
-        column.is_multiple_of(BLOCK_COLS) || self.block == BLOCK_COLS
+        column.is_multiple_of(BLOCK_COLS) || self.is_row_major()
     }
 }
 

@@ -30,11 +30,6 @@ impl<'a> MatrixMut<'a> {
             layout: Layout::row_major(stride),
         }
     }
-
-    /// Whether the largest element of a `rows x cols` matrix is inside.
-    fn holds(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || self.data.len() > self.layout.offset(rows - 1, cols - 1)
-    }
 }
 
 /// Output columns per tile (a layout block), and rows per full tile.
@@ -47,11 +42,6 @@ const COLUMN_BLOCK: usize = 128;
 const PARALLEL_MIN_PRODUCTS: usize = 1 << 20;
 /// Rows per parallel task when a row-major output has many.
 const ROW_BLOCK: usize = 48;
-
-/// Whether the largest element of a `rows x cols` matrix is inside `m`.
-fn holds(m: Matrix, rows: usize, cols: usize) -> bool {
-    rows == 0 || cols == 0 || m.data.len() > m.layout.offset(rows - 1, cols - 1)
-}
 
 /// `c = a @ b (+ c)`, `a` being `rows x depth`, `b` being `depth x cols` and `c` being `rows x
 /// cols`, each in its own layout; `bias` (one per column) starts each sum when given, and with
@@ -68,7 +58,9 @@ pub fn matmul(
     bias: Option<&[f32]>,
     accumulate: bool,
 ) {
-    assert!(holds(a, rows, depth) && holds(b, depth, cols) && c.holds(rows, cols));
+    assert!(a.layout.fits(a.data.len(), rows, depth));
+    assert!(b.layout.fits(b.data.len(), depth, cols));
+    assert!(c.layout.fits(c.data.len(), rows, cols));
     assert!(bias.is_none_or(|b| b.len() == cols));
     if rows == 0 || cols == 0 {
         return;
@@ -80,10 +72,9 @@ pub fn matmul(
         accumulate,
         isa: Isa::detect(),
     };
-    let in_panels = c.layout.block != BLOCK_COLS;
     if rows * depth * cols < PARALLEL_MIN_PRODUCTS {
         job.run(a, c, rows, 0..cols);
-    } else if in_panels {
+    } else if !c.layout.is_row_major() {
         // Each task fills whole panels, which are contiguous.
         let per_task = COLUMN_BLOCK / BLOCK_COLS * c.layout.block;
         let layout = c.layout;
@@ -320,7 +311,7 @@ macro_rules! avx2_tile {
             let (depth, b) = (pass.depth, pass.b);
             assert!(
                 depth == 0
-                    || (holds(a, $rows, depth)
+                    || (a.layout.fits(a.data.len(), $rows, depth)
                         && b.data.len() >= b.layout.offset(depth - 1, 0) + TILE_COLS)
             );
             assert!(out.data.len() >= out.layout.offset($rows - 1, 0) + TILE_COLS);

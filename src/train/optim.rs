@@ -73,8 +73,9 @@ impl Optimizer {
 
     /// Updates layer `layer`'s weights in place, asking `gradient(range, out)` for the gradient
     /// of `values[range]` (to be written over whatever `out` holds) one piece of `piece`
-    /// elements at a time, the pieces spread over the threads. The same result as [`Optimizer::update`] with the whole gradient, without it
-    /// ever being stored: each piece is applied while still in cache.
+    /// elements at a time, the pieces spread over the threads. The same result as
+    /// [`Optimizer::update`] with the whole gradient, without it ever being stored: each piece
+    /// is applied while still in cache.
     pub fn update_from_pieces(
         &mut self,
         layer: usize,
@@ -118,14 +119,16 @@ impl Optimizer {
     }
 }
 
+/// A run of a tensor's values, its first state and (Adam's) second state.
+type Run<'a> = (&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
+
 /// The values, first state and (Adam's) second state of a tensor cut into runs of `len`.
-#[allow(clippy::type_complexity)]
 fn runs<'a>(
     values: &'a mut [f32],
     first: &'a mut [f32],
     second: Option<&'a mut [f32]>,
     len: usize,
-) -> Vec<(&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>)> {
+) -> Vec<Run<'a>> {
     let mut second = second.map(|v| v.chunks_mut(len));
     values
         .chunks_mut(len)
