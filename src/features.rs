@@ -1,7 +1,7 @@
 //! The on-disk feature cache and the extraction that fills it. An entry is keyed by the image's
-//! content hash, the backbone's identity (its weights' hash), the preprocessing (resize mode
-//! and input size) and an augmentation variant (0 = the image as it is), so renaming or moving an image still hits,
-//! editing it misses, and new weights or preprocessing never reuse stale features.
+//! content hash, the backbone's identity (its weights' hash), the preprocessing (resize mode and
+//! input size) and an augmentation variant (0 = the image as it is), so renaming or moving an image
+//! still hits, editing it misses, and new weights or preprocessing never reuse stale features.
 //!
 //! Entry file: `FLF1`, dimension (u32 LE), blake3 of the payload (32 bytes), then the features as
 //! f32 LE. A torn or corrupted entry fails the checksum and is recomputed, never trusted; entries

@@ -1,7 +1,7 @@
-//! Work that must not block an interface: training runs, sweeps and predictions on background threads,
-//! reporting small events over a channel, with cancellation. The TUI drains the channel between
-//! frames; nothing here draws. A job that panics (a bug) ends with an error message like any
-//! failed job, so the interface that started it stays usable.
+//! Work that must not block an interface: training runs, sweeps and predictions on background
+//! threads, reporting small events over a channel, with cancellation. The TUI drains the channel
+//! between frames; nothing here draws. A job that panics (a bug) ends with an error message like
+//! any failed job, so the interface that started it stays usable.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

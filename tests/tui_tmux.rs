@@ -1,6 +1,7 @@
 //! The TUI end to end in a real terminal: tmux runs `facelab` on a workspace with two runs; the
-//! tests open a run, compare two, capture faces from a folder, edit an experiment in an editor,
-//! and quit, reading the screen with capture-pane. Each tmux session is killed when its test ends, a failed one included.
+//! tests open a run, compare two, capture faces from a folder, edit an experiment in an editor, and
+//! quit, reading the screen with capture-pane. Each tmux session is killed when its test ends, a
+//! failed one included.
 
 mod common;
 

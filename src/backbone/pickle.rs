@@ -342,7 +342,8 @@ mod tests {
 
     #[test]
     fn reads_protocol_2_dict_with_memo_and_long() {
-        // x = 'x'; pickle.dumps({'a': 1, 'b': (2, x), 'c': (2**40, (x,))}, protocol=2): x is recalled from the memo.
+        // x = 'x'; pickle.dumps({'a': 1, 'b': (2, x), 'c': (2**40, (x,))}, protocol=2): x is
+        // recalled from the memo.
         let data = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02K\x02X\x01\x00\x00\x00xq\x03\x86q\x04X\x01\x00\x00\x00cq\x05\x8a\x06\x00\x00\x00\x00\x00\x01h\x03\x85q\x06\x86q\x07u.";
         let (value, used) = read(data).unwrap();
         assert_eq!(used, data.len());

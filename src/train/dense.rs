@@ -1,10 +1,11 @@
 //! The dense layer as an op on dfdx's tape: `y = x @ W + b` forward, and backward the input's
-//! gradient (when it needs one), the bias's, and the two factors of the weights' (made into it
-//! by the optimizer, see [`LayerGradients`]), with facelab's own products (`matmul`). dfdx
-//! traces everything around it (ReLU, dropout, the cross-entropy) and runs the backward pass; this op reads the weights where the trainer keeps them, so a step neither
-//! copies them into dfdx tensors nor has dfdx allocate, zero and return their gradients. While
-//! a head trains its weights, their gradients and the optimizer's state are in panels (see
-//! `layout`), and become row-major [`Dense`] layers again when the trainer hands them out.
+//! gradient (when it needs one), the bias's, and the two factors of the weights' (made into it by
+//! the optimizer, see [`LayerGradients`]), with facelab's own products (`matmul`). dfdx traces
+//! everything around it (ReLU, dropout, the cross-entropy) and runs the backward pass; this op
+//! reads the weights where the trainer keeps them, so a step neither copies them into dfdx tensors
+//! nor has dfdx allocate, zero and return their gradients. While a head trains its weights, their
+//! gradients and the optimizer's state are in panels (see `layout`), and become row-major [`Dense`]
+//! layers again when the trainer hands them out.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
