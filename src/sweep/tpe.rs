@@ -3,8 +3,11 @@
 //! finished trials are split into the best `gamma(n) = min(ceil(0.1 n), 25)` and the rest, each
 //! parameter gets a Parzen density `l` over the best and `g` over the rest (a Gaussian on every
 //! observation plus a wide prior, bandwidths from the distance to the neighbours, clipped as
-//! Optuna clips them; counts plus a uniform prior for lists of values), and of
-//! [`CANDIDATES`] draws from `l` the one with the largest `l / g` is taken.
+//! Optuna clips them; for lists of values, a kernel per observation that puts most of its mass
+//! on the observed value and spreads a little over every value, plus a uniform prior, as
+//! Optuna's categorical kernel does), and of [`CANDIDATES`] draws from `l` the one with the
+//! largest `l / g` is taken. Within each group, observations are weighted as Optuna's
+//! `default_weights` weights them: equally up to 25, beyond that the older ones less.
 //!
 //! Pruned trials count among the rest (they did worse than the median), as Optuna ranks them
 //! below finished ones. Failed trials are left out.
@@ -32,28 +35,73 @@ fn gamma(n: usize) -> usize {
     n.div_ceil(10).min(25)
 }
 
+/// The prior's weight beside the observations' (Optuna's `prior_weight`).
+const PRIOR_WEIGHT: f64 = 1.0;
+/// Observations (newest first) that keep full weight (Optuna's `default_weights`).
+const FULL_WEIGHT_OBSERVATIONS: usize = 25;
+
+/// Optuna's `default_weights` for `n` observations in trial order: all 1 below 25; otherwise
+/// the newest 25 weigh 1 and the older ones ramp up linearly from `1 / n`.
+fn observation_weights(n: usize) -> Vec<f64> {
+    if n < FULL_WEIGHT_OBSERVATIONS {
+        return vec![1.0; n];
+    }
+    let ramp = n - FULL_WEIGHT_OBSERVATIONS;
+    let step = |i: usize| match ramp {
+        1 => 1.0 / n as f64,
+        _ => 1.0 / n as f64 + (1.0 - 1.0 / n as f64) * i as f64 / (ramp - 1) as f64,
+    };
+    (0..ramp)
+        .map(step)
+        .chain(std::iter::repeat_n(1.0, FULL_WEIGHT_OBSERVATIONS))
+        .collect()
+}
+
+/// Each observation's mixture weight and then the prior's, summing to 1.
+fn mixture_weights(observations: usize) -> Vec<f64> {
+    let mut weights = observation_weights(observations);
+    weights.push(PRIOR_WEIGHT);
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// Index `i` with probability `weights[i]` (which sum to 1).
+fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
+    let mut u = rng.gen::<f64>();
+    for (i, &w) in weights.iter().enumerate() {
+        if u < w {
+            return i;
+        }
+        u -= w;
+    }
+    weights.len() - 1
+}
+
 /// The next trial's parameters given the trials so far.
 pub fn suggest(space: &Space, history: &[Observation], goal: Goal, rng: &mut impl Rng) -> Params {
     if history.len() < STARTUP_TRIALS {
         return space.sample(rng);
     }
-    let mut ranked: Vec<&Observation> = history.iter().collect();
-    ranked.sort_by(|a, b| match (a.value, b.value) {
+    let mut ranked: Vec<(usize, &Observation)> = history.iter().enumerate().collect();
+    ranked.sort_by(|(_, a), (_, b)| match (a.value, b.value) {
         (Some(x), Some(y)) if goal.better(x, y) => std::cmp::Ordering::Less,
         (Some(x), Some(y)) if goal.better(y, x) => std::cmp::Ordering::Greater,
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         _ => std::cmp::Ordering::Equal,
     });
-    let good_count = gamma(ranked.len()).min(ranked.iter().filter(|o| o.value.is_some()).count());
-    let (good, rest) = ranked.split_at(good_count.max(1));
+    let good_count = gamma(ranked.len()).min(ranked.iter().filter(|o| o.1.value.is_some()).count());
+    let (good, rest) = ranked.split_at_mut(good_count.max(1));
+    // Back in trial order, which the weights of older observations follow.
+    good.sort_by_key(|&(trial, _)| trial);
+    rest.sort_by_key(|&(trial, _)| trial);
     space
         .params
         .iter()
         .map(|(key, domain)| {
-            let coordinates = |set: &[&Observation]| -> Vec<f64> {
+            let coordinates = |set: &[(usize, &Observation)]| -> Vec<f64> {
                 set.iter()
-                    .filter_map(|o| o.params.get(key).and_then(|v| domain.to_internal(v)))
+                    .filter_map(|(_, o)| o.params.get(key).and_then(|v| domain.to_internal(v)))
                     .collect()
             };
             let x = suggest_one(domain, &coordinates(good), &coordinates(rest), rng);
@@ -95,10 +143,11 @@ fn best_candidate<R: Rng>(
 }
 
 /// A mixture of Gaussians truncated to `[low, high]`: one per observation and a prior
-/// centred on the range with the range as its width, all weighted equally.
+/// centred on the range with the range as its width, weighted by [`mixture_weights`].
 struct Parzen {
     mus: Vec<f64>,
     sigmas: Vec<f64>,
+    weights: Vec<f64>,
     low: f64,
     high: f64,
 }
@@ -128,13 +177,14 @@ impl Parzen {
         Parzen {
             mus,
             sigmas,
+            weights: mixture_weights(observations.len()),
             low,
             high,
         }
     }
 
     fn sample(&self, rng: &mut impl Rng) -> f64 {
-        let i = rng.gen_range(0..self.mus.len());
+        let i = pick(&self.weights, rng);
         let normal = Normal::new(self.mus[i], self.sigmas[i]).expect("sigma is positive");
         for _ in 0..100 {
             let x = normal.sample(rng);
@@ -146,20 +196,19 @@ impl Parzen {
     }
 
     fn log_p(&self, x: f64) -> f64 {
-        let n = self.mus.len() as f64;
         let p: f64 = self
             .mus
             .iter()
             .zip(&self.sigmas)
-            .map(|(&mu, &sigma)| {
+            .zip(&self.weights)
+            .map(|((&mu, &sigma), &weight)| {
                 let mass =
                     normal_cdf((self.high - mu) / sigma) - normal_cdf((self.low - mu) / sigma);
                 let z = (x - mu) / sigma;
-                (-0.5 * z * z).exp()
+                weight * (-0.5 * z * z).exp()
                     / (sigma * (2.0 * std::f64::consts::PI).sqrt() * mass.max(1e-12))
             })
-            .sum::<f64>()
-            / n;
+            .sum();
         p.max(1e-300).ln()
     }
 }
@@ -168,32 +217,35 @@ fn normal_cdf(z: f64) -> f64 {
     0.5 * (1.0 + libm::erf(z / std::f64::consts::SQRT_2))
 }
 
-/// Category frequencies with one prior observation spread evenly over the categories.
+/// The mixture of Optuna's categorical kernels: each observation's puts 1 on its value and
+/// `PRIOR_WEIGHT / (n + 1)` on every value (then normalised), the prior's is uniform, and the
+/// kernels are weighted by [`mixture_weights`].
 struct Categorical {
     p: Vec<f64>,
 }
 
 impl Categorical {
     fn new(categories: usize, observations: &[f64]) -> Self {
-        let mut p = vec![1.0 / categories as f64; categories];
-        for &x in observations {
-            p[(x as usize).min(categories - 1)] += 1.0;
+        let weights = mixture_weights(observations.len());
+        let spread = PRIOR_WEIGHT / (observations.len() + 1) as f64;
+        let kernel_total = 1.0 + spread * categories as f64;
+        let prior_weight = weights[observations.len()];
+        let mut p = vec![prior_weight / categories as f64; categories];
+        for (&x, &weight) in observations.iter().zip(&weights) {
+            for (value, share) in p.iter_mut().enumerate() {
+                let hit = if value == (x as usize).min(categories - 1) {
+                    1.0
+                } else {
+                    0.0
+                };
+                *share += weight * (hit + spread) / kernel_total;
+            }
         }
-        let total: f64 = p.iter().sum();
-        Categorical {
-            p: p.into_iter().map(|v| v / total).collect(),
-        }
+        Categorical { p }
     }
 
     fn sample(&self, rng: &mut impl Rng) -> f64 {
-        let mut u = rng.gen::<f64>();
-        for (i, &p) in self.p.iter().enumerate() {
-            if u < p {
-                return i as f64;
-            }
-            u -= p;
-        }
-        (self.p.len() - 1) as f64
+        pick(&self.p, rng) as f64
     }
 
     fn log_p(&self, x: f64) -> f64 {
@@ -237,6 +289,44 @@ mod tests {
             .count();
         // Random search would put about 4 of 20 within 0.1 of the optimum.
         assert!(late_near >= 12, "{late_near} of 20 near the optimum");
+    }
+
+    #[test]
+    fn weights_follow_optunas_default_weights() {
+        assert_eq!(observation_weights(3), vec![1.0; 3]);
+        assert_eq!(observation_weights(24), vec![1.0; 24]);
+        assert_eq!(observation_weights(25), vec![1.0; 25]);
+        // np.linspace(1 / 30, 1, 5) then 25 ones.
+        let w = observation_weights(30);
+        let ramp = [1.0 / 30.0, 0.275, 0.516_666_7, 0.758_333_3, 1.0];
+        for (got, want) in w.iter().zip(ramp) {
+            assert!((got - want).abs() < 1e-6, "{w:?}");
+        }
+        assert!(w[5..].iter().all(|&x| x == 1.0) && w.len() == 30);
+        let m = mixture_weights(2);
+        assert_eq!(m, vec![1.0 / 3.0; 3]);
+    }
+
+    /// The probabilities Optuna's categorical Parzen estimator gives (worked by hand from
+    /// `_calculate_categorical_distributions` and the mixture weights).
+    #[test]
+    fn category_probabilities_are_optunas() {
+        // One observation of value 0 out of 3: its kernel is [1.5, 0.5, 0.5] / 2.5, the
+        // prior's [1/3; 3], each weighted 1/2.
+        let one = Categorical::new(3, &[0.0]);
+        let want = [
+            0.5 * 0.6 + 0.5 / 3.0,
+            0.5 * 0.2 + 0.5 / 3.0,
+            0.5 * 0.2 + 0.5 / 3.0,
+        ];
+        for (got, want) in one.p.iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{:?}", one.p);
+        }
+        // No observations: the prior alone.
+        assert_eq!(Categorical::new(4, &[]).p, vec![0.25; 4]);
+        let many = Categorical::new(2, &[1.0, 1.0, 0.0]);
+        assert!((many.p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(many.p[1] > many.p[0]);
     }
 
     #[test]
