@@ -232,13 +232,13 @@ impl Categorical {
         let prior_weight = weights[observations.len()];
         let mut p = vec![prior_weight / categories as f64; categories];
         for (&x, &weight) in observations.iter().zip(&weights) {
+            let observed = (x as usize).min(categories - 1);
+            let (on, off) = (
+                weight * (1.0 + spread) / kernel_total,
+                weight * spread / kernel_total,
+            );
             for (value, share) in p.iter_mut().enumerate() {
-                let hit = if value == (x as usize).min(categories - 1) {
-                    1.0
-                } else {
-                    0.0
-                };
-                *share += weight * (hit + spread) / kernel_total;
+                *share += if value == observed { on } else { off };
             }
         }
         Categorical { p }

@@ -15,6 +15,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::borrow::Cow;
 use std::sync::{Arc, PoisonError};
 
 use super::dense::{dense, GradientSlot, TrainingLayer};
@@ -164,7 +165,8 @@ impl HeadRunner {
     pub fn logits(&self, params: &HeadParams, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / params.inputs().max(1);
         let last = params.layers.len().saturating_sub(1);
-        let mut h = x[..rows * params.inputs()].to_vec();
+        // The input is read where it is; each layer's output is a new buffer.
+        let mut h = Cow::Borrowed(&x[..rows * params.inputs()]);
         for (i, l) in params.layers.iter().enumerate() {
             if let (Output::Cosine { scale }, true) = (params.output, i == last) {
                 let mut cosines = super::cosine::cosines(&h, l);
@@ -185,9 +187,9 @@ impl HeadRunner {
             if i < last && params.output == Output::Softmax {
                 y.iter_mut().for_each(|v| *v = v.max(0.0));
             }
-            h = y;
+            h = Cow::Owned(y);
         }
-        h
+        h.into_owned()
     }
 
     /// How sure the head is of each row's best class: the largest probability of a softmax

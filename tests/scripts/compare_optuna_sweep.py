@@ -6,16 +6,19 @@ running facelab's own draws, so the two do the same work.
     python3 -m pip install optuna torch numpy
     python3 tests/scripts/compare_optuna_sweep.py --workspace DIR --features FEATS \
         [--anchor ../shared/anchors/optuna_sweep.py] [--facelab target/release/facelab] \
-        [--sweep experiments/sweeps/anchor.yaml] [--rounds 2]
+        [--sweep experiments/sweeps/anchor.yaml] [--rounds 2] [--seeds 7 ...] [--skip-same]
 
 DIR is a facelab workspace whose facedata/train holds each ORL person's first 5 files by name
 (the rest in facedata/test), with features cached (`facelab features`), and whose sweep file
 describes the anchor's search (see the README's sweep section). FEATS is `facelab embed` of the
-same images, the anchor's input. Each round runs, in turn:
-1. the anchor as shipped (Optuna's TPE with seed 7 draws its own 40 trials);
-2. `facelab sweep` from an empty store (the cached features kept);
-3. the anchor with facelab's 40 draws queued first (`study.enqueue_trial`), its training code
-   untouched, so both train the same heads for the same epochs on the same folds.
+same images, the anchor's input. Each round runs, for each seed (both sides' TPE seed; 7 is
+the anchor's own), in turn:
+1. the anchor (Optuna's TPE draws its own 40 trials);
+2. `facelab sweep` from an empty store (the cached features kept), its sweep file's seed set
+   in a copy that is removed afterwards;
+3. unless --skip-same, the anchor with facelab's 40 draws queued first (`study.enqueue_trial`),
+   its training code untouched, so both train the same heads for the same epochs on the same
+   folds.
 The TPE draws of two implementations differ (different random streams), and with them the work:
 a [1024, 512] head takes 36 times the multiplies of a linear one per step. The first ratio is
 the issue's figure as written; the second says how much of it is speed and how much the draw.
@@ -84,10 +87,12 @@ def run_facelab(seed):
     seeded = os.path.join(os.path.dirname(a.sweep), f"anchor_seed{seed}.yaml")
     with open(os.path.join(a.workspace, seeded), "w") as f:
         f.write(re.sub(r"^seed: \d+$", f"seed: {seed}", sweep, flags=re.M))
-    seconds, out = timed([facelab, "sweep", seeded], cwd=a.workspace)
-    out = out.stdout
+    try:
+        seconds, out = timed([facelab, "sweep", seeded], cwd=a.workspace)
+    finally:
+        os.unlink(os.path.join(a.workspace, seeded))
     trials = [{"lr": float(lr), "hidden": HIDDEN[hidden], "epochs": int(epochs), "l2": l2 == "true"}
-              for hidden, l2, epochs, lr in TRIAL.findall(out)]
+              for hidden, l2, epochs, lr in TRIAL.findall(out.stdout)]
     if len(trials) != 40:
         sys.exit(f"expected 40 finished trials in facelab's output, found {len(trials)}")
     return seconds, trials
