@@ -170,6 +170,9 @@ struct Pass<'a> {
     depth: usize,
     bias: Option<&'a [f32]>,
     accumulate: bool,
+    /// Whether the pass's first row group asks for B's next strip (the same columns
+    /// `DEPTH_CHUNK` rows on; in panels, the next panel's start once the depth ends).
+    prefetch: bool,
 }
 
 impl Job<'_> {
@@ -192,6 +195,7 @@ impl Job<'_> {
                         .filter(|_| first == 0)
                         .map(|b| &b[col..col + width]),
                     accumulate: self.accumulate || first > 0,
+                    prefetch: self.depth >= DEPTH_CHUNK,
                 };
                 self.pass(&pass, a.view(0, first), &mut c, rows, out_col);
             }
@@ -261,22 +265,24 @@ impl Job<'_> {
                 data: &mut c.data[c.layout.offset(r, out_col)..],
                 layout: c.layout,
             };
-            self.tile(pass, a.view(r, 0), height, out);
+            self.tile(pass, a.view(r, 0), height, out, pass.prefetch && r == 0);
             r += height;
         }
     }
 
-    fn tile(&self, pass: &Pass, a: Matrix, height: usize, out: MatrixMut) {
+    /// One tile; with `prefetch`, it asks for B's next strip as it reads this one, so that the
+    /// strip streams in from memory while the pass's other row groups compute.
+    fn tile(&self, pass: &Pass, a: Matrix, height: usize, out: MatrixMut, prefetch: bool) {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Isa::Avx2 is chosen only when the CPU has avx2 and fma; each tile asserts
             // that every element it reads or writes is inside its slices.
             Isa::Avx2 => unsafe {
                 match height {
-                    6 => tile_avx2_6(pass, a, out),
-                    4 => tile_avx2_4(pass, a, out),
-                    2 => tile_avx2_2(pass, a, out),
-                    _ => tile_avx2_1(pass, a, out),
+                    6 => tile_avx2_6(pass, a, out, prefetch),
+                    4 => tile_avx2_4(pass, a, out, prefetch),
+                    2 => tile_avx2_2(pass, a, out, prefetch),
+                    _ => tile_avx2_1(pass, a, out, prefetch),
                 }
             },
             _ => tile_portable(pass, a, height, out),
@@ -307,7 +313,7 @@ macro_rules! avx2_tile {
     ($name:ident, $rows:literal, [$($r:literal)*]) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name(pass: &Pass, a: Matrix, out: MatrixMut) {
+        unsafe fn $name(pass: &Pass, a: Matrix, out: MatrixMut, prefetch: bool) {
             let (depth, b) = (pass.depth, pass.b);
             assert!(
                 depth == 0
@@ -325,6 +331,7 @@ macro_rules! avx2_tile {
             };
             let mut acc = [start; $rows];
             let (a_stride, b_stride) = (a.layout.stride, b.layout.stride);
+            let ahead = DEPTH_CHUNK * b_stride;
             for first in (0..depth).step_by(BLOCK_COLS) {
                 let ap = a.data.as_ptr().wrapping_add(a.layout.offset(0, first));
                 let bp = b.data.as_ptr().wrapping_add(first * b_stride);
@@ -333,6 +340,11 @@ macro_rules! avx2_tile {
                     // columns and each of the tile's rows of A holds that element (both
                     // asserted above; A's block holds 16 consecutive depth columns).
                     unsafe {
+                        if prefetch {
+                            // A hint, never a read: an address past B's end does not fault.
+                            let next = bp.wrapping_add(kk * b_stride + ahead);
+                            _mm_prefetch::<_MM_HINT_T0>(next.cast());
+                        }
                         let b0 = _mm256_loadu_ps(bp.add(kk * b_stride));
                         let b1 = _mm256_loadu_ps(bp.add(kk * b_stride + 8));
                         $(
