@@ -1,28 +1,42 @@
-//! The activations of one chip through dlib's face ResNet: each map's size (by dlib's rules,
-//! `resnet::conv_side` and `pool_side`) and a buffer per layer that the forward pass's team
-//! writes in disjoint parts. Every layer has its own buffer, so none is written after the barrier
-//! that ends its layer; a set is reused between chips.
+//! The activations of a few chips computed together through dlib's face ResNet: each map's
+//! size (by dlib's rules, `resnet::conv_side` and `pool_side`) and a buffer per layer, every
+//! chip's map after the one before, that the forward pass's team writes in disjoint parts.
+//! Every layer has its own buffer, so none is written after the barrier that ends its layer; a
+//! set is reused between calls.
 
 use std::ops::Range;
 
 use super::resnet::{conv_side, pool_side, Conv, FaceResNet, CHIP_SIZE};
 use crate::backbone::network::team::{Member, SharedBuffer};
 
-/// A map's size, NHWC without the batch: `[height][width][channels]`.
+/// A layer's size, NHWC: `[maps][height][width][channels]`, one map per chip.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Dims {
+    pub(super) maps: usize,
     pub(super) height: usize,
     pub(super) width: usize,
     pub(super) channels: usize,
 }
 
 impl Dims {
+    /// Pixels of one map.
     pub(super) fn pixels(self) -> usize {
         self.height * self.width
     }
 
+    /// Pixels of every map: the rows of the layer's GEMMs.
+    pub(super) fn rows(self) -> usize {
+        self.maps * self.pixels()
+    }
+
     pub(super) fn len(self) -> usize {
-        self.pixels() * self.channels
+        self.rows() * self.channels
+    }
+
+    /// The map of row `row` and its place there (down, across).
+    pub(super) fn locate(self, row: usize) -> (usize, usize, usize) {
+        let (map, pixel) = (row / self.pixels(), row % self.pixels());
+        (map, pixel / self.width, pixel % self.width)
     }
 
     /// The output of `conv` on a map of this size (dlib's rule, see the resnet module).
@@ -31,6 +45,7 @@ impl Dims {
             conv_side(input, conv.kernel, conv.stride, conv.pad).expect("checked when read")
         };
         Dims {
+            maps: self.maps,
             height: side(self.height),
             width: side(self.width),
             channels: conv.outputs,
@@ -41,6 +56,7 @@ impl Dims {
     pub(super) fn pool(self, kernel: usize, stride: usize) -> Dims {
         let side = |input| pool_side(input, kernel, stride).expect("checked when read");
         Dims {
+            maps: self.maps,
             height: side(self.height),
             width: side(self.width),
             channels: self.channels,
@@ -50,6 +66,7 @@ impl Dims {
     /// dlib's `add_prev` takes the larger of each dimension.
     pub(super) fn max(self, other: Dims) -> Dims {
         Dims {
+            maps: self.maps,
             height: self.height.max(other.height),
             width: self.width.max(other.width),
             channels: self.channels.max(other.channels),
@@ -78,16 +95,22 @@ impl Layer {
         unsafe { self.buf.slice(0..self.dims.len()) }
     }
 
-    /// `member`'s even share of this layer's pixels: the first pixel and their values, to
-    /// write.
+    /// Map `map` of the layer, to read once the barrier after its writing has passed.
+    pub(super) fn read_map(&self, map: usize) -> &[f32] {
+        let len = self.dims.pixels() * self.dims.channels;
+        &self.read()[map * len..][..len]
+    }
+
+    /// `member`'s even share of this layer's pixels (of every map): the first row and their
+    /// values, to write.
     ///
     /// # Safety
     /// Only `member` may hold its share, and no one may read the layer until the barrier that
     /// ends its writing.
     #[allow(clippy::mut_from_ref)]
     pub(super) unsafe fn member_pixels_mut(&self, member: Member) -> (usize, &mut [f32]) {
-        let (pixels, channels) = (self.dims.pixels(), self.dims.channels);
-        let mine = share(member, pixels);
+        let (rows, channels) = (self.dims.rows(), self.dims.channels);
+        let mine = share(member, rows);
         // SAFETY: the caller holds this member's share alone (this function's contract).
         let values = unsafe {
             self.buf
@@ -97,8 +120,9 @@ impl Layer {
     }
 }
 
-/// Every layer's output buffer for one chip.
+/// Every layer's output buffer for `maps` chips.
 pub(super) struct Buffers {
+    pub(super) maps: usize,
     pub(super) input: Layer,
     pub(super) stem: Layer,
     pub(super) pooled: Layer,
@@ -114,8 +138,9 @@ pub(super) struct BlockBuffers {
 }
 
 impl Buffers {
-    pub(super) fn for_net(net: &FaceResNet) -> Self {
+    pub(super) fn for_net(net: &FaceResNet, maps: usize) -> Self {
         let input = Dims {
+            maps,
             height: CHIP_SIZE,
             width: CHIP_SIZE,
             channels: 3,
@@ -143,6 +168,7 @@ impl Buffers {
             })
             .collect();
         Buffers {
+            maps,
             input: Layer::new(input),
             stem: Layer::new(stem),
             pooled: Layer::new(pooled),

@@ -1,11 +1,13 @@
-//! The forward pass of dlib's face ResNet: one chip through the stem, the residual blocks, the
+//! The forward pass of dlib's face ResNet: chips through the stem, the residual blocks, the
 //! global pool and the last layer. Convolutions run as an im2col gather and GEMM, or, for the
 //! blocks' 3x3 stride-1 convolutions, as Winograd's F(2x2, 3x3) (`winograd`). A lone chip is
 //! computed by a team of threads that share out every layer (by output pixels or tiles where a
 //! map is large, by output-channel groups where it is small: the deep 8x8, 4x4 and smaller maps
 //! hold a third of the work) and meet at a spinning barrier between layers, as MobileNetV2's
-//! team does; a batch runs one chip per task, each a team of one. The layers' buffers are in
-//! `buffers`.
+//! team does. A batch runs a few chips per task, each task a team of one: their maps are
+//! stacked, so one GEMM covers the pixels of all of them and the deep layers' weights (megabytes
+//! for a 4x4 map of a few pixels) are read once for the few chips rather than once per chip.
+//! The layers' buffers are in `buffers`.
 
 use std::ops::Range;
 
@@ -27,8 +29,13 @@ const MIN_ROWS_FOR_ROW_SPLIT: usize = 24;
 const MAX_TILES_PER_UNIT: usize = 16;
 /// Most Winograd tiles one unit transforms and multiplies at once (16 GEMMs of this many rows).
 const WINOGRAD_TILES_PER_UNIT: usize = 4;
-/// Buffer sets kept for reuse (one per chip computed at once).
+/// Buffer sets kept for reuse (one per task computing at once).
 const MAX_SPARE_BUFFERS: usize = 8;
+/// Most chips of a batch one task computes together (fewer when there are too few chips to
+/// keep every core busy otherwise). Measured at batch 32 on two cores, alternating (ms per
+/// chip): one chip per task 7.29-7.64, 3 chips 6.82-7.01 (11 tasks share out unevenly), 4
+/// chips 6.29-6.55, 8 chips 6.13-6.47 (peak RSS 126 MB), 16 chips 6.24-6.40 (174 MB).
+const CHIPS_PER_TASK: usize = 8;
 
 /// A member's part of a convolution: a run of GEMM rows (output pixels, or Winograd tiles), or
 /// a run of column groups of them all.
@@ -63,30 +70,41 @@ fn units(rows: usize, groups: usize, max_tiles: usize, member: Member) -> Vec<Un
 }
 
 impl FaceResNet {
-    /// The descriptors of many chips: a lone chip by a team of every core, a batch one chip
-    /// per task.
+    /// The descriptors of many chips: a lone chip by a team of every core, a batch a few
+    /// chips per task.
     pub fn descriptors(&self, chips: &[&[u8]]) -> Vec<Vec<f32>> {
-        match chips {
-            [chip] => vec![self.descriptor(chip)],
-            _ => chips.par_iter().map(|chip| self.forward(chip, 1)).collect(),
+        if let [chip] = chips {
+            return vec![self.descriptor(chip)];
         }
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = CHIPS_PER_TASK.min(chips.len().div_ceil(threads)).max(1);
+        let groups: Vec<Vec<Vec<f32>>> = chips
+            .par_chunks(per_task)
+            .map(|group| self.forward(group, 1))
+            .collect();
+        groups.into_iter().flatten().collect()
     }
 
     /// The 128-d descriptor of a 150x150 RGB chip (`[150 * 150 * 3]`, rows of RGB pixels),
     /// computed by a team of every core.
     pub fn descriptor(&self, chip: &[u8]) -> Vec<f32> {
-        self.forward(chip, rayon::current_num_threads().max(1))
+        let threads = rayon::current_num_threads().max(1);
+        self.forward(&[chip], threads).remove(0)
     }
 
-    fn forward(&self, chip: &[u8], threads: usize) -> Vec<f32> {
-        assert_eq!(chip.len(), CHIP_SIZE * CHIP_SIZE * 3, "a 150x150 RGB chip");
-        let bufs = self.take_buffers();
+    /// The descriptors of `chips`, computed together by a team of `threads`.
+    fn forward(&self, chips: &[&[u8]], threads: usize) -> Vec<Vec<f32>> {
+        let bufs = self.take_buffers(chips.len());
         {
             // SAFETY: nothing else holds this buffer set (taken from the pool or new).
             let input = unsafe { bufs.input.buf.slice_mut(0..bufs.input.dims.len()) };
-            for (to, from) in input.chunks_exact_mut(3).zip(chip.chunks_exact(3)) {
-                for c in 0..3 {
-                    to[c] = (f32::from(from[c]) - self.mean[c]) / 256.0;
+            let map_len = CHIP_SIZE * CHIP_SIZE * 3;
+            for (map, chip) in input.chunks_exact_mut(map_len).zip(chips) {
+                assert_eq!(chip.len(), map_len, "a 150x150 RGB chip");
+                for (to, from) in map.chunks_exact_mut(3).zip(chip.chunks_exact(3)) {
+                    for c in 0..3 {
+                        to[c] = (f32::from(from[c]) - self.mean[c]) / 256.0;
+                    }
                 }
             }
         }
@@ -104,9 +122,11 @@ impl FaceResNet {
             }
         });
         let last = bufs.blocks.last().map_or(&bufs.pooled, |b| &b.out);
-        let descriptor = self.pool_and_project(last);
+        let descriptors = (0..chips.len())
+            .map(|map| self.pool_and_project(last.read_map(map), last.dims))
+            .collect();
         self.recycle(bufs);
-        descriptor
+        descriptors
     }
 
     /// One member's share of every layer, with a barrier after each.
@@ -188,19 +208,23 @@ impl FaceResNet {
         out: &Layer,
         member: Member,
     ) {
-        let (input, od) = (x.read(), out.dims);
+        let od = out.dims;
         let (n, taps) = (conv.outputs, conv.kernel * conv.kernel * x.dims.channels);
         let groups = packed.group_count();
-        for unit in units(od.pixels(), groups, MAX_TILES_PER_UNIT, member) {
+        let gather_row = |row: usize, to: &mut [f32]| {
+            let (map, oy, ox) = od.locate(row);
+            gather(x.read_map(map), x.dims, conv, oy, ox, to);
+        };
+        for unit in units(od.rows(), groups, MAX_TILES_PER_UNIT, member) {
             match unit {
                 Unit::Columns(only) => {
                     // Every member gathers all the rows of this small map for itself: cheaper
                     // than a shared gather and one more barrier.
-                    with_scratch(&IM2COL, od.pixels() * taps, |rows| {
+                    with_scratch(&IM2COL, od.rows() * taps, |rows| {
                         for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
-                            gather(input, x.dims, conv, i / od.width, i % od.width, row);
+                            gather_row(i, row);
                         }
-                        with_scratch(&COLUMNS, od.pixels() * n, |part| {
+                        with_scratch(&COLUMNS, od.rows() * n, |part| {
                             pointwise_groups(
                                 self.isa,
                                 rows,
@@ -211,7 +235,7 @@ impl FaceResNet {
                                 only.clone(),
                             );
                             let columns = packed.groups_columns(only.clone());
-                            for pixel in 0..od.pixels() {
+                            for pixel in 0..od.rows() {
                                 let from = &mut part[pixel * n..][columns.clone()];
                                 if relu_after {
                                     relu(from);
@@ -226,8 +250,7 @@ impl FaceResNet {
                 }
                 Unit::Rows(pixels) => with_scratch(&IM2COL, pixels.len() * taps, |rows| {
                     for (i, row) in rows.chunks_exact_mut(taps).enumerate() {
-                        let p = pixels.start + i;
-                        gather(input, x.dims, conv, p / od.width, p % od.width, row);
+                        gather_row(pixels.start + i, row);
                     }
                     let range = pixels.start * n..pixels.end * n;
                     // SAFETY: this run of pixels of this layer is this member's alone.
@@ -255,7 +278,7 @@ impl FaceResNet {
     ) {
         let od = out.dims;
         let (down, across) = tile_grid(od.height, od.width);
-        let (tiles, groups) = (down * across, winograd.group_count());
+        let (tiles, groups) = (od.maps * down * across, winograd.group_count());
         for unit in units(tiles, groups, WINOGRAD_TILES_PER_UNIT, member) {
             let (tiles, groups) = match unit {
                 Unit::Rows(tiles) => (tiles, 0..groups),
@@ -287,9 +310,8 @@ impl FaceResNet {
         }
     }
 
-    /// The global average of the last map, then the last layer.
-    fn pool_and_project(&self, last: &Layer) -> Vec<f32> {
-        let (data, dims) = (last.read(), last.dims);
+    /// The global average of one map of the last layer (of size `dims`), then the last layer.
+    fn pool_and_project(&self, data: &[f32], dims: Dims) -> Vec<f32> {
         let pixels = dims.pixels() as f32;
         let pooled: Vec<f32> = (0..dims.channels)
             .map(|c| data.iter().skip(c).step_by(dims.channels).sum::<f32>() / pixels)
@@ -303,9 +325,13 @@ impl FaceResNet {
             .collect()
     }
 
-    fn take_buffers(&self) -> Buffers {
-        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        spare.unwrap_or_else(|| Buffers::for_net(self))
+    /// A buffer set for `maps` chips: a spare one of that size, or a new one.
+    fn take_buffers(&self, maps: usize) -> Buffers {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        match spare.iter().position(|bufs| bufs.maps == maps) {
+            Some(at) => spare.swap_remove(at),
+            None => Buffers::for_net(self, maps),
+        }
     }
 
     fn recycle(&self, bufs: Buffers) {
@@ -336,19 +362,19 @@ enum Skip<'a> {
 fn add_pooled_skip_share(second: &Layer, x: &Layer, out: &Layer, member: Member) {
     let (sd, xd, od) = (second.dims, x.dims, out.dims);
     let pd = xd.pool(2, 2);
-    let (conv, input) = (second.read(), x.read());
     // SAFETY: this member writes its share of this layer once, before the barrier.
     let (first, to) = unsafe { out.member_pixels_mut(member) };
     for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
-        let (y, x) = ((first + i) / od.width, (first + i) % od.width);
+        let (map, y, col) = od.locate(first + i);
+        let (conv, input) = (second.read_map(map), x.read_map(map));
         px.fill(0.0);
-        if y < sd.height && x < sd.width {
-            let from = &conv[(y * sd.width + x) * sd.channels..][..sd.channels];
+        if y < sd.height && col < sd.width {
+            let from = &conv[(y * sd.width + col) * sd.channels..][..sd.channels];
             px[..sd.channels].copy_from_slice(from);
         }
-        if y < pd.height && x < pd.width {
+        if y < pd.height && col < pd.width {
             for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                let from = ((2 * y + dy) * xd.width + 2 * x + dx) * xd.channels;
+                let from = ((2 * y + dy) * xd.width + 2 * col + dx) * xd.channels;
                 for (o, v) in px.iter_mut().zip(&input[from..from + xd.channels]) {
                     *o += 0.25 * v;
                 }
@@ -360,11 +386,12 @@ fn add_pooled_skip_share(second: &Layer, x: &Layer, out: &Layer, member: Member)
 
 /// `member`'s pixels of the stem's unpadded 3x3/2 max pool over `x` into `out`.
 fn max_pool_share(x: &Layer, out: &Layer, member: Member) {
-    let (xd, od, input) = (x.dims, out.dims, x.read());
+    let (xd, od) = (x.dims, out.dims);
     // SAFETY: this member writes its share of this layer once, before the barrier.
     let (first, to) = unsafe { out.member_pixels_mut(member) };
     for (i, px) in to.chunks_exact_mut(od.channels).enumerate() {
-        let (oy, ox) = ((first + i) / od.width, (first + i) % od.width);
+        let (map, oy, ox) = od.locate(first + i);
+        let input = x.read_map(map);
         px.fill(f32::NEG_INFINITY);
         for dy in 0..3 {
             for dx in 0..3 {

@@ -76,11 +76,12 @@ impl Winograd {
         )
     }
 
-    /// The convolution of `x` (`height` x `width` x inputs) for `tiles` (row-major tile
-    /// indices, see [`tile_grid`]) and output channels of column groups `groups`: calls
-    /// `store(pixel, first_column, values)` with every finished output of those tiles inside the
-    /// map, `relu(conv + bias + residual)` (ReLU only when `relu`). `v` and `m` are scratch of
-    /// [`Winograd::scratch_len`].
+    /// The convolution of `x` (maps of `height` x `width` x inputs, one after another) for
+    /// `tiles` (indices over every map's tiles, map after map, each map's row-major: see
+    /// [`tile_grid`]) and output channels of column groups `groups`: calls `store(pixel,
+    /// first_column, values)` (pixels counted over every map, as `residual`'s) with every
+    /// finished output of those tiles inside its map, `relu(conv + bias + residual)` (ReLU only
+    /// when `relu`). `v` and `m` are scratch of [`Winograd::scratch_len`].
     #[allow(clippy::too_many_arguments)]
     pub(super) fn run(
         &self,
@@ -96,7 +97,7 @@ impl Winograd {
     ) {
         let count = tiles.len();
         let (c, k) = (self.inputs, self.outputs);
-        debug_assert_eq!(x.len(), height * width * c);
+        debug_assert_eq!(x.len() % (height * width * c), 0);
         vectorized(isa, || {
             transform_input(x, (height, width), c, tiles.clone(), v)
         });
@@ -121,7 +122,7 @@ impl Winograd {
             // Aᵀ M, row r of column j at `half[(r * 4 + j) * wide..]`; then (Aᵀ M) A, a row of two
             // outputs at a time.
             let (mut half, mut pair) = (vec![0.0; 8 * wide], vec![0.0; 2 * wide]);
-            let grid_width = width.div_ceil(2);
+            let grid = MapTiles::new(height, width);
             for (local, tile) in tiles.enumerate() {
                 let product = |p: usize| &m[(p * count + local) * k..][columns.clone()];
                 let (top, bottom) = half.split_at_mut(4 * wide);
@@ -135,7 +136,7 @@ impl Winograd {
                         [t, b],
                     );
                 }
-                let (ty, tx) = (tile / grid_width, tile % grid_width);
+                let (map, ty, tx) = grid.locate(tile);
                 for r in 0..2 {
                     let y = 2 * ty + r;
                     if y >= height {
@@ -149,7 +150,7 @@ impl Winograd {
                         if xx >= width {
                             break;
                         }
-                        let pixel = y * width + xx;
+                        let pixel = map * height * width + y * width + xx;
                         let skip = residual.map(|res| &res[pixel * k..][columns.clone()]);
                         finish(values, bias, skip, relu);
                         store(pixel, columns.start, values);
@@ -193,6 +194,28 @@ pub(super) fn tile_grid(height: usize, width: usize) -> (usize, usize) {
     (height.div_ceil(2), width.div_ceil(2))
 }
 
+/// Where a tile of stacked `height` x `width` maps is.
+struct MapTiles {
+    per_map: usize,
+    across: usize,
+}
+
+impl MapTiles {
+    fn new(height: usize, width: usize) -> Self {
+        let (down, across) = tile_grid(height, width);
+        MapTiles {
+            per_map: down * across,
+            across,
+        }
+    }
+
+    /// Tile `tile`'s map, and its place there (tiles down, tiles across).
+    fn locate(&self, tile: usize) -> (usize, usize, usize) {
+        let (map, local) = (tile / self.per_map, tile % self.per_map);
+        (map, local / self.across, local % self.across)
+    }
+}
+
 /// `U = G g Gᵀ` with `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`, row-major 4x4.
 fn transform_filter(g: &[[f32; 3]; 3]) -> [f32; POSITIONS] {
     let gm = [
@@ -209,9 +232,10 @@ fn transform_filter(g: &[[f32; 3]; 3]) -> [f32; POSITIONS] {
     })
 }
 
-/// Writes `V = Bᵀ d B` of every tile in `tiles` into `v` as `[position][tile][channel]`, with
-/// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`; windows start one pixel
-/// up and left of their tile and read zeros outside the map (the convolution's padding).
+/// Writes `V = Bᵀ d B` of every tile in `tiles` (of the maps in `x`, see [`Winograd::run`])
+/// into `v` as `[position][tile][channel]`, with `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1,
+/// 0], [0, 1, 0, -1]]`; windows start one pixel up and left of their tile and read zeros outside
+/// their map (the convolution's padding).
 #[inline(always)]
 fn transform_input(
     x: &[f32],
@@ -221,16 +245,17 @@ fn transform_input(
     v: &mut [f32],
 ) {
     let count = tiles.len();
-    let grid_width = width.div_ceil(2);
+    let grid = MapTiles::new(height, width);
     let zeros = vec![0.0; channels];
     // Bᵀ d, row i of column j at `half[(i * 4 + j) * channels..]`; then one row of (Bᵀ d) B.
     let (mut half, mut row) = (vec![0.0; 16 * channels], vec![0.0; 4 * channels]);
     for (local, tile) in tiles.enumerate() {
-        let (ty, tx) = (tile / grid_width, tile % grid_width);
+        let (map, ty, tx) = grid.locate(tile);
+        let map_x = &x[map * height * width * channels..];
         let window = |i: usize, j: usize| -> &[f32] {
             let (y, xx) = ((2 * ty + i).wrapping_sub(1), (2 * tx + j).wrapping_sub(1));
             if y < height && xx < width {
-                &x[(y * width + xx) * channels..][..channels]
+                &map_x[(y * width + xx) * channels..][..channels]
             } else {
                 &zeros
             }
@@ -355,21 +380,28 @@ mod tests {
     }
 
     #[test]
-    fn matches_the_direct_convolution_on_odd_and_even_maps_in_any_split() {
-        for (height, width, c, k) in [(6, 6, 8, 16), (7, 5, 16, 24), (3, 3, 32, 64), (9, 9, 3, 40)]
-        {
+    fn matches_the_direct_convolution_on_odd_and_even_stacked_maps_in_any_split() {
+        let sizes = [(6, 6, 8, 16), (7, 5, 16, 24), (3, 3, 32, 64), (9, 9, 3, 40)];
+        for ((height, width, c, k), maps) in sizes.into_iter().flat_map(|s| [(s, 1), (s, 3)]) {
             let isa = Isa::detect();
-            let x = values(height * width * c, 1);
+            let (map_in, map_out) = (height * width * c, height * width * k);
+            let x = values(maps * map_in, 1);
             let weight = values(k * 9 * c, 2);
             let bias = values(k, 3);
-            let residual = values(height * width * k, 4);
-            let expected = direct(&x, (height, width, c), &weight, &bias, &residual, k);
+            let residual = values(maps * map_out, 4);
+            let expected: Vec<f32> = (0..maps)
+                .flat_map(|m| {
+                    let (x, residual) = (&x[m * map_in..], &residual[m * map_out..]);
+                    direct(x, (height, width, c), &weight, &bias, residual, k)
+                })
+                .collect();
             let wino = Winograd::new(&weight, &bias, c, k);
             let (th, tw) = tile_grid(height, width);
-            let tiles = th * tw;
-            // Tiles in two runs, column groups one at a time: every output written once.
-            let mut got = vec![f32::NAN; height * width * k];
-            for run in [0..tiles / 2, tiles / 2..tiles] {
+            let tiles = maps * th * tw;
+            // Tiles in three runs (across the maps' boundaries), column groups one at a time:
+            // every output written once.
+            let mut got = vec![f32::NAN; maps * map_out];
+            for run in [0..tiles / 3, tiles / 3..tiles / 2, tiles / 2..tiles] {
                 for group in 0..wino.group_count() {
                     let (vl, ml) = wino.scratch_len(run.len());
                     let (mut v, mut m) = (vec![0.0; vl], vec![0.0; ml]);
@@ -398,7 +430,7 @@ mod tests {
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 assert!(
                     (g - e).abs() < 1e-4 * (1.0 + e.abs()),
-                    "{height}x{width}x{c}->{k} at {i}: {g} vs {e}"
+                    "{maps} maps {height}x{width}x{c}->{k} at {i}: {g} vs {e}"
                 );
             }
         }
