@@ -93,7 +93,8 @@ fn descriptors_of_dlibs_chips_match_dlibs() {
             image::open(&chip_path).unwrap().to_rgb8()
         })
         .collect();
-    // A batch runs one chip per task on one thread; a lone chip, a team of every core.
+    // A batch runs its chips a few per task on one thread, their maps stacked (12 chips: two
+    // tasks of 6); a lone chip, a team of every core.
     let raw: Vec<&[u8]> = chips.iter().map(|c| c.as_raw().as_slice()).collect();
     let batched = net.descriptors(&raw);
     for ((face, chip), batched) in faces.iter().zip(&chips).zip(&batched) {
