@@ -122,7 +122,6 @@ impl Layer {
 
 /// Every layer's output buffer for `maps` chips.
 pub(super) struct Buffers {
-    pub(super) maps: usize,
     pub(super) input: Layer,
     pub(super) stem: Layer,
     pub(super) pooled: Layer,
@@ -168,7 +167,6 @@ impl Buffers {
             })
             .collect();
         Buffers {
-            maps,
             input: Layer::new(input),
             stem: Layer::new(stem),
             pooled: Layer::new(pooled),

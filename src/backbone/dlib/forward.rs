@@ -328,7 +328,7 @@ impl FaceResNet {
     /// A buffer set for `maps` chips: a spare one of that size, or a new one.
     fn take_buffers(&self, maps: usize) -> Buffers {
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        match spare.iter().position(|bufs| bufs.maps == maps) {
+        match spare.iter().position(|bufs| bufs.input.dims.maps == maps) {
             Some(at) => spare.swap_remove(at),
             None => Buffers::for_net(self, maps),
         }
